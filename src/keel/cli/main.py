@@ -1,0 +1,324 @@
+"""The `keel` command: run, resume and inspect sessions; validate agents; the demo.
+
+User mistakes print one line (`error: ...`) and exit 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from keel.cli.session_runner import run_in_foreground
+from keel.cli.view import STATUS_STYLE, event_line
+from keel.errors import KeelError
+from keel.events import kinds
+from keel.models import BUILTIN_SCRIPTS, PROVIDERS
+from keel.orchestrator import Keel
+from keel.registry import AgentFolderError, build_tree, load_folder
+from keel.types import AgentDefinition
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="keel",
+    help="Keel: a durable multi-agent runtime.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agents_app = typer.Typer(help="Validate and list agent definitions.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEMO_GOAL = "Add a --verbose flag to the CLI, write tests for it and document it in the README"
+DEMO_LATENCY_MS = 250
+
+
+class _Options:
+    home: Path | None = None
+
+
+def _report(error: KeelError) -> None:
+    if isinstance(error, AgentFolderError):
+        err.print(Text(f"error: {error.subject}", "bold red"))
+        for line in error.lines():
+            err.print(Text(f"  {line}", "red"))
+    else:
+        err.print(Text(f"error: {error}", "bold red"))
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; a KeelError is one line on stderr and its exit code."""
+    try:
+        return asyncio.run(main())
+    except KeelError as error:
+        _report(error)
+        raise typer.Exit(error.exit_code) from None
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data directory (default: $KEEL_HOME, else ./.keel).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    _Options.home = home
+
+
+def default_team() -> list[AgentDefinition]:
+    """The built-in team: a planner, two workers and a reviewer on scripted models."""
+    with resources.as_file(resources.files("keel.cli").joinpath("team")) as folder:
+        return load_folder(Path(folder))
+
+
+def _override_model(agents: list[AgentDefinition], model: str) -> list[AgentDefinition]:
+    """`--model scripted` gives each agent the script named for its role (else `worker`);
+    `--model provider:name` gives every agent that model."""
+    if ":" in model:
+        return [agent.model_copy(update={"model": model}) for agent in agents]
+    if model != "scripted":
+        known = ", ".join(sorted(PROVIDERS))
+        raise typer.BadParameter(
+            f"'{model}' is not a model; write 'scripted' or 'provider:name' (providers: {known})",
+            param_hint="--model",
+        )
+    return [
+        agent.model_copy(
+            update={
+                "model": f"scripted:{agent.role if agent.role in BUILTIN_SCRIPTS else 'worker'}"
+            }
+        )
+        for agent in agents
+    ]
+
+
+def _live(plain: bool) -> bool:
+    return not plain and out.is_terminal
+
+
+async def _run_session(
+    goal: str | None,
+    session_id: str | None,
+    team: list[AgentDefinition],
+    config: dict[str, Any],
+    live: bool,
+) -> int:
+    """Create a session (when `goal` is given) or resume `session_id`, and run it here."""
+    async with await Keel.open(_Options.home) as keel:
+        if goal is not None:
+            session_id = (await keel.create_session(goal, team, config=config)).id
+        assert session_id is not None
+        try:
+            session = await run_in_foreground(keel, session_id, out, live=live)
+        except asyncio.CancelledError:
+            err.print(
+                f"interrupted: session {session_id} is checkpointed; "
+                f"continue with `keel resume {session_id}`"
+            )
+            raise
+    return 0 if session.status.value == "done" else 1
+
+
+@app.command()
+def run(
+    goal: Annotated[str, typer.Argument(help="What the agents should do.")],
+    agents: Annotated[
+        Path | None,
+        typer.Option(help="Folder of agent YAML files (default: the built-in team)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Use this model for every agent: 'scripted' or 'provider:name'."),
+    ] = None,
+    scripted_delay: Annotated[
+        int, typer.Option(help="Milliseconds each scripted model call takes.", min=0)
+    ] = 0,
+    plain: Annotated[bool, typer.Option(help="Print events line by line, no live view.")] = False,
+) -> None:
+    """Start a session for GOAL and run it here, showing its task tree and events live."""
+
+    async def main() -> int:
+        team = load_folder(agents) if agents is not None else default_team()
+        if model is not None:
+            team = _override_model(team, model)
+        return await _run_session(
+            goal, None, team, {"scriptedLatencyMs": scripted_delay}, _live(plain)
+        )
+
+    raise typer.Exit(_run(main))
+
+
+@app.command()
+def resume(
+    session: Annotated[str, typer.Argument(help="The session to continue.")],
+    plain: Annotated[bool, typer.Option(help="Print events line by line, no live view.")] = False,
+) -> None:
+    """Continue an interrupted session from its last checkpoint."""
+    raise typer.Exit(_run(lambda: _run_session(None, session, [], {}, _live(plain))))
+
+
+@app.command()
+def demo(
+    plain: Annotated[bool, typer.Option(help="Print events line by line, no live view.")] = False,
+) -> None:
+    """A planner, two workers and a reviewer on scripted models, shown live."""
+
+    async def main() -> int:
+        return await _run_session(
+            DEMO_GOAL, None, default_team(), {"scriptedLatencyMs": DEMO_LATENCY_MS}, _live(plain)
+        )
+
+    raise typer.Exit(_run(main))
+
+
+@app.command()
+def sessions(
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List sessions, newest first."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            found = await keel.sessions.list(limit)
+        if as_json:
+            for session in found:
+                out.print_json(data=session.to_json(), indent=None)
+            return
+        if not found:
+            out.print('no sessions yet: start one with `keel run "GOAL"` or `keel demo`')
+            return
+        table = Table("session", "status", "created", "user", "goal", box=None)
+        for session in found:
+            style = STATUS_STYLE.get(session.status.value, ("", ""))[1]
+            table.add_row(
+                session.id,
+                Text(session.status.value, style),
+                session.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                session.user_id,
+                session.goal,
+            )
+        out.print(table)
+
+    _run(main)
+
+
+@app.command()
+def events(
+    session: Annotated[str, typer.Argument(help="The session whose events to print.")],
+    after: Annotated[int, typer.Option(help="Only events after this sequence number.", min=0)] = 0,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until it ends.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print a session's events in order; with --follow, as they are written."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            current = await keel.sessions.get(session)
+
+            def show(event: Any) -> None:
+                if as_json:
+                    print(json.dumps(event.to_json()), flush=True)
+                else:
+                    out.print(event_line(event))
+
+            if follow and not current.status.is_final:
+                async for event in keel.events.follow(session, after, until=kinds.SESSION_FINAL):
+                    show(event)
+            else:
+                for event in await keel.events.read(session, after):
+                    show(event)
+
+    _run(main)
+
+
+@app.command()
+def tasks(session: Annotated[str, typer.Argument(help="The session whose tasks to show.")]) -> None:
+    """Show a session's task tree."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            current = await keel.sessions.get(session)
+            found = await keel.tasks.list(session)
+        from rich.tree import Tree
+
+        tree = Tree(Text(f"session {current.id} · {current.status.value}", "bold"))
+
+        def add(branch: Tree, nodes: list[Any]) -> None:
+            for node in nodes:
+                icon, style = STATUS_STYLE[node.task.status.value]
+                label = Text()
+                label.append(f"{icon} ", style)
+                label.append(node.task.goal)
+                label.append(f"  [{node.task.assigned_agent or '-'}]  {node.task.id}", "dim")
+                label.append(f"  {node.task.status.value}", style)
+                add(branch.add(label), node.children)
+
+        add(tree, build_tree(found))
+        out.print(tree)
+
+    _run(main)
+
+
+@agents_app.command("validate")
+def agents_validate(
+    folder: Annotated[Path, typer.Argument(help="A folder of agent YAML files.")],
+) -> None:
+    """Check every agent file in FOLDER; list them, or name each bad file and field."""
+    try:
+        found = load_folder(folder)
+    except KeelError as error:
+        _report(error)
+        raise typer.Exit(error.exit_code) from None
+    _agent_table(found)
+    out.print(f"{len(found)} agent{'s' if len(found) != 1 else ''} valid in {folder}")
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """The registered agents, each at its latest version."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            found = await keel.agents.latest()
+        if not found:
+            out.print("no agents registered yet; they are registered when a session starts")
+            return
+        _agent_table(found)
+
+    _run(main)
+
+
+def _agent_table(found: list[AgentDefinition]) -> None:
+    table = Table("name", "version", "role", "model", "tools", "permissions", "memory", box=None)
+    for agent in found:
+        table.add_row(
+            agent.name,
+            str(agent.version or "-"),
+            agent.role,
+            agent.model,
+            ", ".join(agent.tools) or "-",
+            ", ".join(f"{p.level.value} {p.scope}" for p in agent.permissions) or "-",
+            agent.memory_scope.value,
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app()

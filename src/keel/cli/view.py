@@ -1,0 +1,145 @@
+"""What the terminal shows of a session: its task tree and its events, built from the
+event log alone, so a live view and a replay look the same."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from keel.events import kinds
+from keel.types import JsonObject, TraceEvent
+
+STATUS_STYLE = {
+    "pending": ("·", "dim"),
+    "running": ("▶", "bold yellow"),
+    "blocked": ("‖", "magenta"),
+    "done": ("✓", "green"),
+    "failed": ("✗", "bold red"),
+    "cancelled": ("⊘", "dim red"),
+}
+
+
+def _clip(text: str, width: int = 72) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def describe(event: TraceEvent) -> str:
+    """One line saying what an event means."""
+    p: JsonObject = event.payload
+    match event.type:
+        case kinds.SESSION_CREATED:
+            return f"goal: {_clip(str(p.get('goal', '')))}"
+        case kinds.SESSION_STARTED | kinds.SESSION_RESUMED:
+            where = f" at step {p['step']} ({p.get('node')})" if "step" in p else ""
+            return f"run {p.get('runId')}{where}"
+        case kinds.TASK_CREATED:
+            agent = f" → {p['assignedAgent']}" if p.get("assignedAgent") else ""
+            return f"{_clip(str(p.get('goal', '')), 60)}{agent}"
+        case kinds.TASK_STATUS:
+            reason = f" ({_clip(str(p['reason']), 50)})" if p.get("reason") else ""
+            return f"{p.get('from')} → {p.get('to')}{reason}"
+        case kinds.NODE_ENTER | kinds.NODE_EXIT:
+            return str(p.get("node", ""))
+        case kinds.MODEL_CALL:
+            return (
+                f"{p.get('agent')} {p.get('model')}: {p.get('inputTokens')} in, "
+                f"{p.get('outputTokens')} out, {p.get('durationMs')} ms"
+            )
+        case kinds.AGENT_MESSAGE:
+            return f"{p.get('agent')}: {_clip(str(p.get('text', '')), 64)}"
+        case kinds.PLAN_CREATED:
+            return f"{len(p.get('tasks', []))} tasks from {p.get('source')}"
+        case kinds.ROUTE_DECIDED:
+            return f"→ {p.get('agent')}: {p.get('reason')}"
+        case kinds.SESSION_COMPLETED:
+            return _clip(str(p.get("finalAnswer", "")))
+        case kinds.SESSION_FAILED:
+            return _clip(str(p.get("reason", "")))
+    return _clip(str(p))
+
+
+def event_line(event: TraceEvent) -> Text:
+    stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
+    style = "red" if event.type in (kinds.SESSION_FAILED,) else "cyan"
+    line = Text()
+    line.append(f"{event.seq:>5} ", "dim")
+    line.append(f"{stamp} ", "dim")
+    line.append(f"{event.type:<20} ", style)
+    line.append(describe(event))
+    return line
+
+
+@dataclass
+class _TaskView:
+    goal: str
+    parent: str | None
+    agent: str | None
+    status: str = "pending"
+
+
+@dataclass
+class SessionView:
+    """The state of one session as its events tell it."""
+
+    session_id: str
+    recent: deque[TraceEvent] = field(default_factory=lambda: deque(maxlen=10))
+    tasks: dict[str, _TaskView] = field(default_factory=dict)
+    events: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    status: str = "pending"
+
+    def add(self, event: TraceEvent) -> None:
+        self.events += 1
+        self.recent.append(event)
+        p = event.payload
+        if event.type == kinds.TASK_CREATED and event.task_id:
+            self.tasks[event.task_id] = _TaskView(
+                p.get("goal", ""), p.get("parentId"), p.get("assignedAgent")
+            )
+        elif event.type == kinds.TASK_STATUS and event.task_id in self.tasks:
+            self.tasks[event.task_id].status = str(p.get("to"))
+        elif event.type == kinds.MODEL_CALL:
+            self.input_tokens += int(p.get("inputTokens", 0))
+            self.output_tokens += int(p.get("outputTokens", 0))
+        elif event.type in (kinds.SESSION_STARTED, kinds.SESSION_RESUMED):
+            self.status = "running"
+        elif event.type in kinds.SESSION_FINAL:
+            self.status = event.type.split(".")[1]
+
+    def tree(self) -> Tree:
+        tree = Tree(Text(f"session {self.session_id} · {self.status}", "bold"))
+        branches: dict[str | None, Tree] = {None: tree}
+        for task_id, task in self.tasks.items():
+            parent = branches.get(task.parent, tree)
+            icon, style = STATUS_STYLE.get(task.status, ("?", ""))
+            label = Text()
+            label.append(f"{icon} ", style)
+            label.append(_clip(task.goal, 60))
+            if task.agent:
+                label.append(f"  [{task.agent}]", "dim")
+            label.append(f"  {task.status}", style)
+            branches[task_id] = parent.add(label)
+        return tree
+
+    def render(self) -> RenderableType:
+        table = Table.grid(padding=0)
+        for event in self.recent:
+            table.add_row(event_line(event))
+        footer = Text(
+            f"{self.events} events · {self.input_tokens + self.output_tokens} tokens",
+            "dim",
+        )
+        return Group(self.tree(), Text(""), table, footer)
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for task in self.tasks.values():
+            found[task.status] = found.get(task.status, 0) + 1
+        return found

@@ -1,0 +1,22 @@
+"""Where Keel keeps its data: `KEEL_HOME` (default `./.keel`) and `KEEL_DATABASE_URL`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".keel"
+DATABASE_FILE = "keel.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    database_url: str
+
+    @staticmethod
+    def from_env(home: Path | str | None = None) -> Settings:
+        root = Path(home) if home is not None else Path(os.environ.get("KEEL_HOME", DEFAULT_HOME))
+        url = os.environ.get("KEEL_DATABASE_URL") or f"sqlite:///{root / DATABASE_FILE}"
+        return Settings(home=root, database_url=url)

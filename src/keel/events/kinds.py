@@ -1,0 +1,40 @@
+"""The event types Keel writes. Each is `<subject>.<what happened>`."""
+
+from __future__ import annotations
+
+SESSION_CREATED = "session.created"
+SESSION_STARTED = "session.started"
+SESSION_RESUMED = "session.resumed"
+SESSION_COMPLETED = "session.completed"
+SESSION_FAILED = "session.failed"
+SESSION_CANCELLED = "session.cancelled"
+
+TASK_CREATED = "task.created"
+TASK_STATUS = "task.status"
+
+NODE_ENTER = "workflow.node.enter"
+NODE_EXIT = "workflow.node.exit"
+
+PLAN_CREATED = "plan.created"
+ROUTE_DECIDED = "route.decided"
+MODEL_CALL = "model.call"
+AGENT_MESSAGE = "agent.message"
+
+SESSION_FINAL = frozenset({SESSION_COMPLETED, SESSION_FAILED, SESSION_CANCELLED})
+
+DESCRIPTIONS: dict[str, str] = {
+    SESSION_CREATED: "a session was created with its goal and the agent versions it runs with",
+    SESSION_STARTED: "a process started running the session (payload: runId)",
+    SESSION_RESUMED: "a process resumed the session from its checkpoint",
+    SESSION_COMPLETED: "the session finished; payload holds the final answer and usage",
+    SESSION_FAILED: "the session ended in failure; payload holds the reason",
+    SESSION_CANCELLED: "the session was cancelled",
+    TASK_CREATED: "a task joined the tree (goal, parent, assigned agent)",
+    TASK_STATUS: "a task changed status (from, to, reason)",
+    NODE_ENTER: "the run loop entered a node (an agent turn, a plan, a review ...)",
+    NODE_EXIT: "the run loop finished a node; its result is checkpointed with this event",
+    PLAN_CREATED: "the planner's plan was validated and turned into tasks",
+    ROUTE_DECIDED: "a task was routed to an agent, with the reason",
+    MODEL_CALL: "a model call finished (agent, model, token usage, duration)",
+    AGENT_MESSAGE: "an agent's answer for its task",
+}

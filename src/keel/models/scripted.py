@@ -1,0 +1,111 @@
+"""A deterministic scripted model for tests, demos and benchmarks.
+
+A script is either a list of replies (reply *n* answers the conversation that already holds
+*n* assistant messages, so a resumed session gets the same reply it would have got) or a
+function of the conversation. Token usage is counted the same way every time (about four
+characters a token), so budgets and reports behave as with a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Sequence
+
+from keel.errors import ModelError
+from keel.models.base import Message, Model, ModelResponse, ToolSpec, Usage
+
+Reply = str | Message
+ScriptFunction = Callable[[Sequence[Message], Sequence[ToolSpec]], Reply]
+Script = Sequence[Reply] | ScriptFunction
+
+
+def count_tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class ScriptedModel(Model):
+    def __init__(self, script: Script, *, name: str = "scripted", latency_s: float = 0.0) -> None:
+        self.name = name
+        self._script = script
+        self._latency_s = latency_s
+
+    def _reply(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Message:
+        if callable(self._script):
+            reply = self._script(messages, tools)
+        else:
+            turn = sum(1 for message in messages if message.role == "assistant")
+            if turn >= len(self._script):
+                raise ModelError(
+                    f"scripted model '{self.name}' has {len(self._script)} replies and was "
+                    f"asked for reply {turn + 1}"
+                )
+            reply = self._script[turn]
+        if isinstance(reply, str):
+            return Message(role="assistant", content=reply)
+        return reply
+
+    async def complete(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> ModelResponse:
+        if self._latency_s:
+            await asyncio.sleep(self._latency_s)
+        message = self._reply(messages, tools)
+        prompt = "".join(m.content for m in messages)
+        produced = message.content + "".join(
+            json.dumps(call.arguments) for call in message.tool_calls
+        )
+        usage = Usage(input_tokens=count_tokens(prompt), output_tokens=count_tokens(produced))
+        return ModelResponse(message=message, usage=usage, model=f"scripted:{self.name}")
+
+
+# -- the built-in scripts: a small planning team whose output follows from the goal ----------
+
+
+def _last_user(messages: Sequence[Message]) -> str:
+    for message in reversed(messages):
+        if message.role == "user":
+            return message.content
+    return ""
+
+
+def _goal_of(text: str) -> str:
+    match = re.search(r"^Goal: (.+)$", text, flags=re.M)
+    return match[1].strip() if match else text.strip().splitlines()[0] if text.strip() else ""
+
+
+def plan_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
+    """Split the goal into sub-tasks: at commas, semicolons and ' and ', or else into the
+    three steps every change needs."""
+    goal = _goal_of(_last_user(messages))
+    parts = [p.strip(" .") for p in re.split(r",|;|\band\b", goal) if p.strip(" .")]
+    if len(parts) < 2:
+        parts = [f"Investigate: {goal}", f"Implement: {goal}", f"Verify: {goal}"]
+    plan = {"tasks": [{"goal": part[:1].upper() + part[1:], "role": "worker"} for part in parts]}
+    return json.dumps(plan)
+
+
+def work_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
+    goal = _goal_of(_last_user(messages))
+    return f"Done: {goal[:1].lower() + goal[1:]}, and checked against the session goal."
+
+
+def review_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
+    results = re.findall(r"^- (.+)$", _last_user(messages), flags=re.M)
+    return (
+        f"Reviewed {len(results)} result{'s' if len(results) != 1 else ''}: each sub-task "
+        "reports its goal done. Approved."
+    )
+
+
+def echo_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
+    return _last_user(messages)
+
+
+BUILTIN_SCRIPTS: dict[str, Script] = {
+    "planner": plan_script,
+    "worker": work_script,
+    "reviewer": review_script,
+    "echo": echo_script,
+}

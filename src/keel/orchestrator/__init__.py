@@ -1,0 +1,21 @@
+"""The orchestrator owns the flow of a session: plan, route, run nodes, checkpoint."""
+
+from __future__ import annotations
+
+from keel.orchestrator.functions import FunctionFlow, FunctionState
+from keel.orchestrator.loop import Flow, Node, Outcome, RunLoop, Unit
+from keel.orchestrator.runtime import Keel
+from keel.orchestrator.team import TeamFlow, TeamState
+
+__all__ = [
+    "Flow",
+    "FunctionFlow",
+    "FunctionState",
+    "Keel",
+    "Node",
+    "Outcome",
+    "RunLoop",
+    "TeamFlow",
+    "TeamState",
+    "Unit",
+]

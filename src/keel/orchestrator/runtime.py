@@ -1,0 +1,148 @@
+"""`Keel`: the embedded runtime. It opens the store, wires the registries, the event log and
+the run loop, and runs sessions to their end in this process.
+
+    async with await Keel.open() as keel:
+        session = await keel.create_session("Add a CLI flag", agents)
+        session = await keel.run(session.id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from keel.config import Settings
+from keel.errors import ConfigError, SessionNotResumable
+from keel.events import EventLog
+from keel.ids import new_id
+from keel.models import ModelSettings
+from keel.orchestrator.functions import FunctionFlow, FunctionState
+from keel.orchestrator.loop import RunLoop
+from keel.orchestrator.team import TeamFlow
+from keel.registry import AgentRegistry, SessionRegistry, TaskRegistry
+from keel.store import Engine, open_engine
+from keel.types import AgentDefinition, Budget, JsonObject, Session
+
+TEAM = "team"
+FUNCTIONS = "functions"
+
+
+def model_settings(config: JsonObject | None) -> ModelSettings:
+    latency = (config or {}).get("scriptedLatencyMs", 0)
+    if not isinstance(latency, int | float) or latency < 0:
+        raise ConfigError(
+            f"session config 'scriptedLatencyMs' must be a number >= 0, not {latency!r}"
+        )
+    return ModelSettings(scripted_latency_s=latency / 1000)
+
+
+class Keel:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.run_id = new_id("r")
+        self.events = EventLog(engine)
+        self.agents = AgentRegistry(engine)
+        self.sessions = SessionRegistry(engine)
+        self.tasks = TaskRegistry(engine)
+        self._loop = RunLoop(engine, self.events, self.run_id)
+
+    @classmethod
+    async def open(cls, home: Path | str | None = None) -> Keel:
+        """Open the store under `home` (default: `KEEL_HOME`, else `./.keel`)."""
+        settings = Settings.from_env(home)
+        return cls(settings, await open_engine(settings.database_url))
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    async def __aenter__(self) -> Keel:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _create(
+        self,
+        goal: str,
+        *,
+        agent_versions: dict[str, int],
+        user_id: str,
+        config: JsonObject,
+        budget: Budget | None,
+    ) -> Session:
+        session = await self.engine.write(
+            lambda tx: SessionRegistry.create_in(
+                tx,
+                self.run_id,
+                goal=goal,
+                user_id=user_id,
+                agent_versions=agent_versions,
+                config=config,
+                budget=budget,
+            )
+        )
+        self.events.notify(session.id)
+        return session
+
+    async def create_session(
+        self,
+        goal: str,
+        agents: Iterable[AgentDefinition | dict[str, Any]],
+        *,
+        user_id: str = "local",
+        config: JsonObject | None = None,
+        budget: Budget | None = None,
+    ) -> Session:
+        """Register `agents` (new versions where they changed) and create a session that
+        runs with exactly those versions. The session does not run until `run`."""
+        if not goal.strip():
+            raise ConfigError("a session needs a goal: say what the agents should do")
+        config = {**(config or {}), "flow": TEAM}
+        model_settings(config)
+        registered = await self.agents.register(agents)
+        if not registered:
+            raise ConfigError("a session needs at least one agent")
+        versions = {agent.name: agent.version or 1 for agent in registered}
+        return await self._create(
+            goal, agent_versions=versions, user_id=user_id, config=config, budget=budget
+        )
+
+    async def run(self, session_id: str) -> Session:
+        """Run a team session to its end; a session that was interrupted resumes from its
+        last checkpoint."""
+        session = await self.sessions.get(session_id)
+        if session.status.is_final:
+            raise SessionNotResumable(
+                f"session {session_id} has already ended ({session.status.value}); "
+                "start a new session instead"
+            )
+        config = session.config or {}
+        if config.get("flow") != TEAM:
+            raise SessionNotResumable(
+                f"session {session_id} runs a Python function flow; resume it from Python "
+                "with Keel.run_flow(session_id, flow)"
+            )
+        agents = await self.agents.resolve(session.agent_versions)
+        flow = TeamFlow(session, agents, model_settings(config))
+        await self._loop.run(session_id, flow)
+        return await self.sessions.get(session_id)
+
+    resume = run
+
+    async def start_flow(self, name: str, *, user_id: str = "local") -> Session:
+        """Create a session for a durable function flow named `name`."""
+        return await self._create(
+            name, agent_versions={}, user_id=user_id, config={"flow": FUNCTIONS}, budget=None
+        )
+
+    async def run_flow(self, session_id: str, flow: FunctionFlow) -> FunctionState:
+        """Run (or resume) a function flow session to its end; return its final state."""
+        return await self._loop.run(session_id, flow)

@@ -1,0 +1,56 @@
+"""The store's engine interface: portable SQL run in transactions, off the event loop.
+
+Modules above the store (events, registry, orchestrator) own their SQL and hand the engine
+a plain function that receives a `Tx`. The engine runs it inside one transaction on a
+thread of its own, so the asyncio loop never blocks on the database. SQL uses `?`
+placeholders and portable types; an engine translates what its driver needs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+
+class Tx(Protocol):
+    """One open transaction. Everything done through it commits or rolls back together."""
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        ...
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+Work = Callable[[Tx], T]
+
+
+class Engine(ABC):
+    """Where durable state lives. `write` work is serialised; `read` work may run beside it."""
+
+    dialect: str
+    url: str
+
+    @abstractmethod
+    async def write(self, work: Work[T]) -> T:
+        """Run `work` in a write transaction and commit it; an exception rolls it back."""
+
+    @abstractmethod
+    async def read(self, work: Work[T]) -> T:
+        """Run `work` against a consistent snapshot; it must not write."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """Bytes the engine holds on disk for this store (for reports and benchmarks)."""

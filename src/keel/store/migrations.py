@@ -1,0 +1,76 @@
+"""Versioned schema migrations, applied in order when a store is opened.
+
+Migration files live beside this module as `NNNN_name.sql`; their statements are portable
+SQL separated by `;` at the end of a line. The applied versions are recorded in
+`keel_schema`. A database whose schema is newer than this Keel is refused, never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+from keel.errors import MigrationError
+from keel.store.engine import Engine, Tx
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def _split(script: str) -> tuple[str, ...]:
+    body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return tuple(part.strip() for part in re.split(r";\s*$", body, flags=re.M) if part.strip())
+
+
+def available() -> list[Migration]:
+    folder = resources.files("keel.store").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], _split(entry.read_text("utf-8"))))
+    found.sort(key=lambda migration: migration.version)
+    return found
+
+
+def _current(tx: Tx) -> int:
+    row = tx.fetchone("SELECT MAX(version) FROM keel_schema")
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def migrate(engine: Engine) -> int:
+    """Bring the schema up to date; return the version it is at."""
+    migrations = available()
+    latest = migrations[-1].version if migrations else 0
+
+    def apply(tx: Tx) -> int:
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS keel_schema ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        )
+        current = _current(tx)
+        if current > latest:
+            raise MigrationError(
+                f"the database {engine.url} has schema version {current}, newer than this "
+                f"Keel knows ({latest}); upgrade Keel or point KEEL_HOME elsewhere"
+            )
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            for statement in migration.statements:
+                tx.execute(statement)
+            tx.execute(
+                "INSERT INTO keel_schema (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, int(time.time() * 1_000_000)),
+            )
+        return max(current, latest)
+
+    return await engine.write(apply)
