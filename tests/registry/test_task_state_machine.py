@@ -100,7 +100,7 @@ async def test_cancelling_a_task_cancels_its_unfinished_descendants(keel: Keel) 
 
 
 async def test_cancelling_a_finished_task_is_refused(keel: Keel) -> None:
-    session_id, task_id = await _task_in(keel, TaskStatus.DONE)
+    _, task_id = await _task_in(keel, TaskStatus.DONE)
     with pytest.raises(IllegalTransition, match="'done' is final"):
         await keel.tasks.cancel(keel.run_id, task_id, reason="too late")
 
