@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from keel.cli.main import DEMO_GOAL, app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    return {"KEEL_HOME": str(home), "COLUMNS": "200"}
+
+
+def keel(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_shows_the_session_and_ends_with_a_summary(env: dict[str, str], home: Path) -> None:
+    code, out, _ = keel(env, "run", "Write the parser and test it", "--plain")
+    assert code == 0
+    assert "session.created" in out
+    assert "plan.created" in out
+    assert "session.completed" in out
+    assert "tasks      4 done" in out
+    assert str(home.resolve()) in out
+
+
+def test_sessions_events_and_tasks_show_what_ran(env: dict[str, str]) -> None:
+    keel(env, "run", "Write the parser and test it", "--plain")
+    code, out, _ = keel(env, "sessions", "--json")
+    assert code == 0
+    (session,) = [json.loads(line) for line in out.splitlines()]
+    assert session["status"] == "done"
+    assert session["agentVersions"] == {"builder": 1, "planner": 1, "reviewer": 1, "tester": 1}
+
+    code, out, _ = keel(env, "events", session["id"], "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "session.completed"
+
+    code, out, _ = keel(env, "events", session["id"], "--after", str(len(events) - 1))
+    assert out.count("\n") == 1
+
+    code, out, _ = keel(env, "tasks", session["id"])
+    assert code == 0
+    assert "Write the parser" in out
+    assert "[tester]" in out
+
+
+def test_demo_runs_the_built_in_team(env: dict[str, str]) -> None:
+    code, out, _ = keel(env, "demo", "--plain")
+    assert code == 0
+    assert DEMO_GOAL[:30] in out
+    assert "answer" in out
+
+
+def test_an_unknown_session_is_one_line_and_exit_2(env: dict[str, str]) -> None:
+    for command in ("events", "tasks", "resume"):
+        code, _, err = keel(env, command, "s_nope")
+        assert code == 2
+        assert err.strip() == "error: no session 's_nope' in this store; `keel sessions` lists them"
+
+
+def test_resuming_a_finished_session_is_refused(env: dict[str, str]) -> None:
+    keel(env, "run", "Do it", "--plain")
+    _, out, _ = keel(env, "sessions", "--json")
+    session_id = json.loads(out.splitlines()[0])["id"]
+    code, _, err = keel(env, "resume", session_id)
+    assert code == 2
+    assert "has already ended (done)" in err
+
+
+def test_agents_validate_lists_good_agents(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("name: a\nrole: worker\nmodel: scripted:worker\n")
+    code, out, _ = keel(env, "agents", "validate", str(folder))
+    assert code == 0
+    assert "1 agent valid" in out
+
+
+def test_agents_validate_names_each_bad_file_and_field(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("name: a\nrole: worker\nmodel: scripted:worker\n")
+    (folder / "b.yaml").write_text("name: b\nrole: worker\nmodel: openia:gpt\n")
+    code, out, err = keel(env, "agents", "validate", str(folder))
+    assert code == 2
+    assert out == ""
+    assert "1 invalid agent file" in err
+    assert f"{folder / 'b.yaml'}: field 'model': unknown model provider 'openia'" in err
+
+
+def test_a_run_with_a_bad_agent_folder_registers_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("name: a\nrole: worker\nmodel: scripted:worker\n")
+    (folder / "b.yaml").write_text(
+        "name: b\nrole: worker\nmodel: scripted:worker\nmemoryScope: x\n"
+    )
+    code, _, err = keel(env, "run", "Do it", "--agents", str(folder))
+    assert code == 2
+    assert "field 'memoryScope'" in err
+    code, out, _ = keel(env, "agents", "list")
+    assert "no agents registered yet" in out
+    _, out, _ = keel(env, "sessions")
+    assert "no sessions yet" in out
+
+
+def test_run_with_an_agent_folder_and_a_model_override(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "agents"
+    folder.mkdir()
+    (folder / "solo.yaml").write_text("name: solo\nrole: coder\nmodel: scripted:echo\n")
+    code, out, _ = keel(env, "run", "Say hi", "--agents", str(folder), "--model", "scripted")
+    assert code == 0
+    assert "scripted:worker" in out  # the override gave the coder the worker script
+    code, _, err = keel(env, "run", "Say hi", "--model", "gpt-4")
+    assert code == 2
+    assert "'gpt-4' is not a model" in err
