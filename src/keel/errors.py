@@ -83,6 +83,22 @@ class UnknownModelProvider(ModelError):
     pass
 
 
+class ModelUnavailable(ModelError):
+    """A failure that a retry may fix: rate limit, server error, lost connection, timeout."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelConfigError(ModelError):
+    """A provider cannot be used as configured: a missing key, a missing SDK, a bad URL."""
+
+
+class ModelRefused(ModelError):
+    """The provider refused the request for a reason a retry will not fix (4xx)."""
+
+
 class PlanError(KeelError):
     """A planner's plan failed validation."""
 

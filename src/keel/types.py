@@ -129,6 +129,22 @@ class MemoryScope(StrEnum):
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
+class McpServer(KeelModel):
+    """An MCP server whose tools an agent gets, as `mcp__<name>__<tool>`: a command that
+    speaks MCP over stdio, or the URL of a Streamable HTTP endpoint."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def model_post_init(self, _context: Any) -> None:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (stdio) or 'url' (Streamable HTTP)")
+
+
 class AgentDefinition(KeelModel):
     """What an agent is: a replaceable executor with a role, a model and its grants."""
 
@@ -141,6 +157,7 @@ class AgentDefinition(KeelModel):
     permissions: list[Permission] = Field(default_factory=list)
     memory_scope: MemoryScope = MemoryScope.SESSION
     capabilities: list[str] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(default_factory=list)
     version: int | None = Field(default=None, description="Assigned by the registry.")
 
     def model_post_init(self, _context: Any) -> None:

@@ -1,44 +1,61 @@
 """LLM providers behind one `Model` interface, chosen per agent by a model string
-(`<provider>:<name>`). Scripts for the scripted provider are registered by name."""
+(`<provider>:<name>`): `scripted:<script>`, `openai:<model>`, `anthropic:<model>`.
+
+Each provider is one module with a `create(name, settings) -> Model` function, imported
+only when an agent uses it, so a provider's SDK is needed only by those who use it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable
+from typing import cast
 
-from keel.errors import UnknownModelProvider
-from keel.models.base import Message, Model, ModelResponse, ToolCall, ToolSpec, Usage
-from keel.models.scripted import BUILTIN_SCRIPTS, Script, ScriptedModel
+from keel.errors import ModelConfigError, UnknownModelProvider
+from keel.models.base import (
+    DeltaSink,
+    Message,
+    Model,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from keel.models.retry import RetryingModel
+from keel.models.scripted import BUILTIN_SCRIPTS, Script, ScriptedModel, scripts
+from keel.models.settings import ModelSettings, ProviderSettings
 
 __all__ = [
     "BUILTIN_SCRIPTS",
     "PROVIDERS",
+    "DeltaSink",
     "Message",
     "Model",
     "ModelResponse",
     "ModelSettings",
+    "ProviderSettings",
+    "RetryingModel",
     "ScriptedModel",
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "check_model_string",
     "register_script",
     "resolve_model",
 ]
 
-PROVIDERS = frozenset({"scripted"})
+PROVIDERS: dict[str, str] = {
+    "scripted": "keel.models.scripted",
+    "openai": "keel.models.openai",
+    "anthropic": "keel.models.anthropic",
+}
 
-_scripts: dict[str, Script] = dict(BUILTIN_SCRIPTS)
+_EXTRAS = {"openai": "openai", "anthropic": "anthropic"}
 
 
 def register_script(name: str, script: Script) -> None:
     """Make `scripted:<name>` available to agent definitions in this process."""
-    _scripts[name] = script
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSettings:
-    """How models are made for a session: scripted latency (for demos and tests)."""
-
-    scripted_latency_s: float = 0.0
+    scripts[name] = script
 
 
 def check_model_string(model: str) -> str | None:
@@ -49,7 +66,7 @@ def check_model_string(model: str) -> str | None:
         return f"unknown model provider '{provider}' in '{model}' (known: {known})"
     if not name:
         return f"'{model}' names no model; write '{provider}:<name>'"
-    if provider == "scripted" and name not in _scripts:
+    if provider == "scripted" and name not in scripts:
         return (
             f"no script named '{name}' (built in: {', '.join(sorted(BUILTIN_SCRIPTS))}; "
             "others are added with keel.models.register_script)"
@@ -57,10 +74,21 @@ def check_model_string(model: str) -> str | None:
     return None
 
 
-def resolve_model(model: str, settings: ModelSettings | None = None) -> Model:
+def resolve_model(model: str, settings: ModelSettings | None = None) -> RetryingModel:
+    """The model an agent's model string names, wrapped in retries and a timeout."""
     problem = check_model_string(model)
     if problem is not None:
         raise UnknownModelProvider(problem)
     settings = settings or ModelSettings()
-    _, _, name = model.partition(":")
-    return ScriptedModel(_scripts[name], name=name, latency_s=settings.scripted_latency_s)
+    provider, _, name = model.partition(":")
+    try:
+        module = importlib.import_module(PROVIDERS[provider])
+    except ImportError as error:
+        extra = _EXTRAS.get(provider, provider)
+        raise ModelConfigError(
+            f"provider '{provider}' needs its SDK ({error.name}): pip install 'keel[{extra}]'"
+        ) from None
+    create = cast(Callable[[str, ModelSettings], Model], module.create)
+    return RetryingModel(
+        create(name, settings), max_attempts=settings.max_attempts, timeout_s=settings.timeout_s
+    )

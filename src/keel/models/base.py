@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -15,6 +15,11 @@ class ToolCall(BaseModel):
     id: str
     name: str
     arguments: JsonObject = Field(default_factory=dict)
+    invalid_arguments: str | None = Field(
+        default=None,
+        description="The model's raw argument text when it was not a JSON object; the turn "
+        "loop answers such a call with a tool error instead of running it.",
+    )
 
 
 class Message(BaseModel):
@@ -51,15 +56,27 @@ class ModelResponse(BaseModel):
     message: Message
     usage: Usage
     model: str
+    finish_reason: str | None = None
+
+
+DeltaSink = Callable[[str], None]
+"""Receives each piece of answer text as the model streams it."""
 
 
 class Model(ABC):
     """An LLM, or anything that answers like one. Implementations must be safe to call
-    again with the same conversation: a resumed session repeats an unfinished call."""
+    again with the same conversation: a resumed session repeats an unfinished call.
+
+    Failures are `ModelError`s: `ModelUnavailable` for what a retry may fix (rate limits,
+    server errors, dropped connections, timeouts), others for what it cannot."""
 
     name: str
 
     @abstractmethod
     async def complete(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        *,
+        on_delta: DeltaSink | None = None,
     ) -> ModelResponse: ...

@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Sequence
 
 from keel.errors import ModelError
-from keel.models.base import Message, Model, ModelResponse, ToolSpec, Usage
+from keel.models.base import DeltaSink, Message, Model, ModelResponse, ToolSpec, Usage
+from keel.models.settings import ModelSettings
 
 Reply = str | Message
 ScriptFunction = Callable[[Sequence[Message], Sequence[ToolSpec]], Reply]
@@ -47,11 +48,18 @@ class ScriptedModel(Model):
         return reply
 
     async def complete(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        *,
+        on_delta: DeltaSink | None = None,
     ) -> ModelResponse:
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
         message = self._reply(messages, tools)
+        if on_delta is not None and message.content:
+            for piece in re.findall(r"\S+\s*", message.content):
+                on_delta(piece)
         prompt = "".join(m.content for m in messages)
         produced = message.content + "".join(
             json.dumps(call.arguments) for call in message.tool_calls
@@ -109,3 +117,10 @@ BUILTIN_SCRIPTS: dict[str, Script] = {
     "reviewer": review_script,
     "echo": echo_script,
 }
+
+scripts: dict[str, Script] = dict(BUILTIN_SCRIPTS)
+"""Every script `scripted:<name>` can name in this process (built in and registered)."""
+
+
+def create(name: str, settings: ModelSettings) -> ScriptedModel:
+    return ScriptedModel(scripts[name], name=name, latency_s=settings.scripted_latency_s)
