@@ -16,7 +16,13 @@ class Settings:
     database_url: str
 
     @staticmethod
-    def from_env(home: Path | str | None = None) -> Settings:
+    def from_env(home: Path | str | None = None, *, database_url: str | None = None) -> Settings:
+        """`home` and `database_url` win over the environment; the database defaults to a
+        SQLite file under the home."""
         root = Path(home) if home is not None else Path(os.environ.get("KEEL_HOME", DEFAULT_HOME))
-        url = os.environ.get("KEEL_DATABASE_URL") or f"sqlite:///{root / DATABASE_FILE}"
+        url = (
+            database_url
+            or os.environ.get("KEEL_DATABASE_URL")
+            or f"sqlite:///{root / DATABASE_FILE}"
+        )
         return Settings(home=root, database_url=url)

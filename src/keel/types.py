@@ -158,6 +158,7 @@ class AgentDefinition(KeelModel):
     memory_scope: MemoryScope = MemoryScope.SESSION
     capabilities: list[str] = Field(default_factory=list)
     mcp_servers: list[McpServer] = Field(default_factory=list)
+    max_turns: int = Field(default=20, ge=1, le=500, description="Model calls per task.")
     version: int | None = Field(default=None, description="Assigned by the registry.")
 
     def model_post_init(self, _context: Any) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,15 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def env(home: Path) -> dict[str, str]:
-    return {"KEEL_HOME": str(home), "COLUMNS": "200"}
+def env(home: Path, tmp_path: Path) -> dict[str, str]:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    return {"KEEL_HOME": str(home), "COLUMNS": "200", "WORKSPACE": str(workspace)}
 
 
 def keel(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    if args[0] == "run":
+        args = (*args, "--workspace", env["WORKSPACE"])
     result = runner.invoke(app, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 
@@ -37,7 +42,7 @@ def test_sessions_events_and_tasks_show_what_ran(env: dict[str, str]) -> None:
     assert code == 0
     (session,) = [json.loads(line) for line in out.splitlines()]
     assert session["status"] == "done"
-    assert session["agentVersions"] == {"builder": 1, "planner": 1, "reviewer": 1, "tester": 1}
+    assert session["agentVersions"] == {"coder": 1, "planner": 1, "reviewer": 1, "tester": 1}
 
     code, out, _ = keel(env, "events", session["id"], "--json")
     events = [json.loads(line) for line in out.splitlines()]
@@ -53,11 +58,21 @@ def test_sessions_events_and_tasks_show_what_ran(env: dict[str, str]) -> None:
     assert "[tester]" in out
 
 
-def test_demo_runs_the_built_in_team(env: dict[str, str]) -> None:
+def test_demo_fixes_the_failing_test_of_a_new_git_repository(
+    env: dict[str, str], home: Path
+) -> None:
     code, out, _ = keel(env, "demo", "--plain")
     assert code == 0
     assert DEMO_GOAL[:30] in out
-    assert "answer" in out
+    assert "The tests fail: FAIL: test_add" in out
+    assert "edit_file ok" in out
+    assert "The tests pass (Ran 2 tests" in out
+    (repo,) = (home / "demo").iterdir()
+    assert "return a + b" in (repo / "calc.py").read_text()
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert status.stdout.strip() == "M calc.py"
 
 
 def test_an_unknown_session_is_one_line_and_exit_2(env: dict[str, str]) -> None:
@@ -118,10 +133,10 @@ def test_a_run_with_a_bad_agent_folder_registers_nothing(
 def test_run_with_an_agent_folder_and_a_model_override(env: dict[str, str], tmp_path: Path) -> None:
     folder = tmp_path / "agents"
     folder.mkdir()
-    (folder / "solo.yaml").write_text("name: solo\nrole: coder\nmodel: scripted:echo\n")
+    (folder / "solo.yaml").write_text("name: solo\nrole: helper\nmodel: scripted:echo\n")
     code, out, _ = keel(env, "run", "Say hi", "--agents", str(folder), "--model", "scripted")
     assert code == 0
-    assert "scripted:worker" in out  # the override gave the coder the worker script
+    assert "scripted:worker" in out  # the override gave the helper the worker script
     code, _, err = keel(env, "run", "Say hi", "--model", "gpt-4")
     assert code == 2
     assert "'gpt-4' is not a model" in err

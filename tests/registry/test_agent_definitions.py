@@ -44,7 +44,7 @@ def test_a_folder_of_valid_files_loads_every_agent(tmp_path: Path) -> None:
         (GOOD.replace("scope: file:write", "scope: write files"), "permissions[0].scope", "scope"),
         (GOOD.replace("scripted:worker", "gemini:pro"), "model", "unknown model provider 'gemini'"),
         (GOOD.replace("scripted:worker", "scripted:nope"), "model", "no script named 'nope'"),
-        (GOOD + "tools: [read_file]\n", "tools[0]", "unknown tool 'read_file'"),
+        (GOOD + "tools: [teleport]\n", "tools[0]", "unknown tool 'teleport'"),
         (GOOD.replace("memoryScope: session", "memoryScope: team"), "memoryScope", "'none'"),
         (GOOD.replace("name: coder", "name: 9 lives"), "name", "pattern"),
         (GOOD + "colour: blue\n", "colour", "Extra inputs"),

@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from keel.cli.demo import DEMO_GOAL, create_demo_repo
 from keel.cli.session_runner import run_in_foreground
 from keel.cli.view import STATUS_STYLE, event_line
+from keel.config import Settings
 from keel.errors import KeelError
 from keel.events import kinds
 from keel.models import BUILTIN_SCRIPTS, PROVIDERS
@@ -41,7 +43,6 @@ app.add_typer(agents_app, name="agents")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DEMO_GOAL = "Add a --verbose flag to the CLI, write tests for it and document it in the README"
 DEMO_LATENCY_MS = 250
 
 
@@ -80,7 +81,7 @@ def _root(
 
 
 def default_team() -> list[AgentDefinition]:
-    """The built-in team: a planner, two workers and a reviewer on scripted models."""
+    """The built-in team on scripted models: a planner, a coder, a tester, a reviewer."""
     with resources.as_file(resources.files("keel.cli").joinpath("team")) as folder:
         return load_folder(Path(folder))
 
@@ -144,6 +145,10 @@ def run(
         str | None,
         typer.Option(help="Use this model for every agent: 'scripted' or 'provider:name'."),
     ] = None,
+    workspace: Annotated[
+        Path,
+        typer.Option(help="Directory the agents' tools work in (default: the current one)."),
+    ] = Path("."),
     scripted_delay: Annotated[
         int, typer.Option(help="Milliseconds each scripted model call takes.", min=0)
     ] = 0,
@@ -155,9 +160,8 @@ def run(
         team = load_folder(agents) if agents is not None else default_team()
         if model is not None:
             team = _override_model(team, model)
-        return await _run_session(
-            goal, None, team, {"scriptedLatencyMs": scripted_delay}, _live(plain)
-        )
+        config = {"scriptedLatencyMs": scripted_delay, "workspace": str(workspace)}
+        return await _run_session(goal, None, team, config, _live(plain))
 
     raise typer.Exit(_run(main))
 
@@ -173,14 +177,19 @@ def resume(
 
 @app.command()
 def demo(
+    scripted_delay: Annotated[
+        int, typer.Option(help="Milliseconds each scripted model call takes.", min=0)
+    ] = DEMO_LATENCY_MS,
     plain: Annotated[bool, typer.Option(help="Print events line by line, no live view.")] = False,
 ) -> None:
-    """A planner, two workers and a reviewer on scripted models, shown live."""
+    """A planner, a coder, a tester and a reviewer (scripted models) fix a failing test in
+    a new git repository, shown live."""
 
     async def main() -> int:
-        return await _run_session(
-            DEMO_GOAL, None, default_team(), {"scriptedLatencyMs": DEMO_LATENCY_MS}, _live(plain)
-        )
+        repo = await asyncio.to_thread(create_demo_repo, Settings.from_env(_Options.home).home)
+        out.print(Text(f"demo repository: {repo} (its tests fail)", "bold"))
+        config = {"scriptedLatencyMs": scripted_delay, "workspace": str(repo)}
+        return await _run_session(DEMO_GOAL, None, default_team(), config, _live(plain))
 
     raise typer.Exit(_run(main))
 

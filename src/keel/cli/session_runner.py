@@ -29,7 +29,8 @@ async def run_in_foreground(
     after = seen[-1].seq if seen else 0
     if not live:
         for event in seen:
-            console.print(event_line(event))
+            if event.type != kinds.MODEL_DELTA:
+                console.print(event_line(event))
     started = time.perf_counter()
     runner = asyncio.create_task(keel.run(session_id))
 
@@ -38,7 +39,7 @@ async def run_in_foreground(
             view.add(event)
             if display is not None:
                 display.update(view.render())
-            else:
+            elif event.type != kinds.MODEL_DELTA:
                 console.print(event_line(event))
 
     display = Live(view.render(), console=console, refresh_per_second=12) if live else None
@@ -73,6 +74,9 @@ def print_summary(
     table.add_row("tokens", f"{view.input_tokens} in, {view.output_tokens} out")
     table.add_row("wall time", f"{seconds:.2f} s")
     table.add_row("data", f"{Path(keel.settings.home).resolve()}  ({keel.engine.url})")
+    workspace = (session.config or {}).get("workspace")
+    if workspace:
+        table.add_row("workspace", f"{workspace}  (see the change: git -C {workspace} diff)")
     if session.final_answer:
         table.add_row("answer", session.final_answer)
     console.print()

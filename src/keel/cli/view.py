@@ -57,6 +57,27 @@ def describe(event: TraceEvent) -> str:
             return f"{len(p.get('tasks', []))} tasks from {p.get('source')}"
         case kinds.ROUTE_DECIDED:
             return f"→ {p.get('agent')}: {p.get('reason')}"
+        case kinds.TOOL_CALL:
+            args = ", ".join(
+                f"{k}={_clip(str(v), 40)!s}" for k, v in p.get("arguments", {}).items()
+            )
+            return f"{p.get('tool')}({args})"
+        case kinds.TOOL_RESULT:
+            mark = "ok" if p.get("ok") else "error"
+            output = _clip(str(p.get("output", "")), 60)
+            return f"{p.get('tool')} {mark} in {p.get('durationMs')} ms: {output}"
+        case kinds.GUARDRAIL_DECISION:
+            return f"{p.get('verdict')} {p.get('tool')}: {'; '.join(p.get('reasons', []))}"
+        case kinds.MODEL_DELTA:
+            return f"{p.get('agent')} … {_clip(str(p.get('text', '')), 60)}"
+        case kinds.MODEL_RETRY:
+            error = _clip(str(p.get("error", "")), 50)
+            wait = f"{p.get('delayS', 0):.1f} s"
+            return f"{p.get('agent')} attempt {p.get('attempt')} failed, retry in {wait}: {error}"
+        case kinds.BUDGET_EXCEEDED:
+            return f"{p.get('scope')} {p.get('limit')}: {p.get('used')} of {p.get('allowed')}"
+        case kinds.TOOL_INTERRUPTED:
+            return f"{p.get('tool')} was interrupted by a crash and not re-run"
         case kinds.SESSION_COMPLETED:
             return _clip(str(p.get("finalAnswer", "")))
         case kinds.SESSION_FAILED:
@@ -94,11 +115,15 @@ class SessionView:
     input_tokens: int = 0
     output_tokens: int = 0
     status: str = "pending"
+    streaming: str = ""
 
     def add(self, event: TraceEvent) -> None:
         self.events += 1
-        self.recent.append(event)
         p = event.payload
+        if event.type == kinds.MODEL_DELTA:
+            self.streaming = (self.streaming + str(p.get("text", "")))[-400:]
+            return
+        self.recent.append(event)
         if event.type == kinds.TASK_CREATED and event.task_id:
             self.tasks[event.task_id] = _TaskView(
                 p.get("goal", ""), p.get("parentId"), p.get("assignedAgent")
@@ -106,6 +131,7 @@ class SessionView:
         elif event.type == kinds.TASK_STATUS and event.task_id in self.tasks:
             self.tasks[event.task_id].status = str(p.get("to"))
         elif event.type == kinds.MODEL_CALL:
+            self.streaming = ""
             self.input_tokens += int(p.get("inputTokens", 0))
             self.output_tokens += int(p.get("outputTokens", 0))
         elif event.type in (kinds.SESSION_STARTED, kinds.SESSION_RESUMED):
@@ -136,7 +162,10 @@ class SessionView:
             f"{self.events} events · {self.input_tokens + self.output_tokens} tokens",
             "dim",
         )
-        return Group(self.tree(), Text(""), table, footer)
+        parts: list[RenderableType] = [self.tree(), Text(""), table]
+        if self.streaming:
+            parts.append(Text(f"  … {_clip(self.streaming, 100)}", "italic"))
+        return Group(*parts, footer)
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}

@@ -18,7 +18,14 @@ NODE_EXIT = "workflow.node.exit"
 PLAN_CREATED = "plan.created"
 ROUTE_DECIDED = "route.decided"
 MODEL_CALL = "model.call"
+MODEL_DELTA = "model.delta"
+MODEL_RETRY = "model.retry"
 AGENT_MESSAGE = "agent.message"
+TOOL_CALL = "tool.call"
+TOOL_RESULT = "tool.result"
+TOOL_INTERRUPTED = "tool.interrupted"
+GUARDRAIL_DECISION = "guardrail.decision"
+BUDGET_EXCEEDED = "budget.exceeded"
 
 SESSION_FINAL = frozenset({SESSION_COMPLETED, SESSION_FAILED, SESSION_CANCELLED})
 
@@ -36,5 +43,12 @@ DESCRIPTIONS: dict[str, str] = {
     PLAN_CREATED: "the planner's plan was validated and turned into tasks",
     ROUTE_DECIDED: "a task was routed to an agent, with the reason",
     MODEL_CALL: "a model call finished (agent, model, token usage, duration)",
-    AGENT_MESSAGE: "an agent's answer for its task",
+    MODEL_DELTA: "streamed model text, published while the call runs (not a result)",
+    MODEL_RETRY: "a model call failed in a way a retry may fix; the next attempt is due",
+    AGENT_MESSAGE: "an agent's text for its task (its answer, or what it says before tools)",
+    TOOL_CALL: "an agent asked to call a tool (tool, callId, arguments)",
+    TOOL_RESULT: "a tool call finished (ok or an error the model was shown, duration)",
+    TOOL_INTERRUPTED: "a crash interrupted a tool call with side effects; it was not re-run",
+    GUARDRAIL_DECISION: "the guardrails allowed, asked about or denied a tool call, and why",
+    BUDGET_EXCEEDED: "a session or task budget (tokens, time) was spent; the task failed",
 }

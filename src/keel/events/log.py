@@ -74,6 +74,7 @@ class EventLog:
     @staticmethod
     def append_in(tx: Tx, session_id: str, run_id: str, events: Sequence[NewEvent]) -> int:
         """Append `events` inside an open transaction; return the last sequence number."""
+        tx.lock(f"events:{session_id}")
         last = EventLog.last_seq_in(tx, session_id)
         if not events:
             return last

@@ -22,7 +22,8 @@ from keel.models.base import (
     Usage,
 )
 from keel.models.retry import RetryingModel
-from keel.models.scripted import BUILTIN_SCRIPTS, Script, ScriptedModel, scripts
+from keel.models.scripted import Script, ScriptedModel, scripts
+from keel.models.scripts import BUILTIN_SCRIPTS
 from keel.models.settings import ModelSettings, ProviderSettings
 
 __all__ = [

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from keel.errors import ModelError
 from keel.models.base import DeltaSink, Message, Model, ModelResponse, ToolSpec, Usage
+from keel.models.scripts import BUILTIN_SCRIPTS
 from keel.models.settings import ModelSettings
 
 Reply = str | Message
@@ -68,57 +69,7 @@ class ScriptedModel(Model):
         return ModelResponse(message=message, usage=usage, model=f"scripted:{self.name}")
 
 
-# -- the built-in scripts: a small planning team whose output follows from the goal ----------
-
-
-def _last_user(messages: Sequence[Message]) -> str:
-    for message in reversed(messages):
-        if message.role == "user":
-            return message.content
-    return ""
-
-
-def _goal_of(text: str) -> str:
-    match = re.search(r"^Goal: (.+)$", text, flags=re.M)
-    return match[1].strip() if match else text.strip().splitlines()[0] if text.strip() else ""
-
-
-def plan_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
-    """Split the goal into sub-tasks: at commas, semicolons and ' and ', or else into the
-    three steps every change needs."""
-    goal = _goal_of(_last_user(messages))
-    parts = [p.strip(" .") for p in re.split(r",|;|\band\b", goal) if p.strip(" .")]
-    if len(parts) < 2:
-        parts = [f"Investigate: {goal}", f"Implement: {goal}", f"Verify: {goal}"]
-    plan = {"tasks": [{"goal": part[:1].upper() + part[1:], "role": "worker"} for part in parts]}
-    return json.dumps(plan)
-
-
-def work_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
-    goal = _goal_of(_last_user(messages))
-    return f"Done: {goal[:1].lower() + goal[1:]}, and checked against the session goal."
-
-
-def review_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
-    results = re.findall(r"^- (.+)$", _last_user(messages), flags=re.M)
-    return (
-        f"Reviewed {len(results)} result{'s' if len(results) != 1 else ''}: each sub-task "
-        "reports its goal done. Approved."
-    )
-
-
-def echo_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
-    return _last_user(messages)
-
-
-BUILTIN_SCRIPTS: dict[str, Script] = {
-    "planner": plan_script,
-    "worker": work_script,
-    "reviewer": review_script,
-    "echo": echo_script,
-}
-
-scripts: dict[str, Script] = dict(BUILTIN_SCRIPTS)
+scripts: dict[str, Script] = {**BUILTIN_SCRIPTS}
 """Every script `scripted:<name>` can name in this process (built in and registered)."""
 
 

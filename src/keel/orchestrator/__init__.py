@@ -5,7 +5,8 @@ from __future__ import annotations
 from keel.orchestrator.functions import FunctionFlow, FunctionState
 from keel.orchestrator.loop import Flow, Node, Outcome, RunLoop, Unit
 from keel.orchestrator.runtime import Keel
-from keel.orchestrator.team import TeamFlow, TeamState
+from keel.orchestrator.team import TeamFlow
+from keel.orchestrator.team_state import TeamState
 
 __all__ = [
     "Flow",

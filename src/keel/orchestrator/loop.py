@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -59,15 +59,32 @@ class Outcome:
     payload: JsonObject | None = None
 
 
+Publish = Callable[[list[NewEvent]], Awaitable[object]]
+
+
 class Unit:
-    """The writes of one step, applied in order in one transaction at the checkpoint."""
+    """The writes of one step, applied in order in one transaction at the checkpoint.
 
-    __slots__ = ("_items", "run_id", "session_id")
+    `publish` writes events at once, outside the step, for progress that should be seen
+    while the step runs (streamed model output, retries); they are not part of its result.
+    """
 
-    def __init__(self, session_id: str, run_id: str) -> None:
+    __slots__ = ("_items", "_publish", "run_id", "session_id")
+
+    def __init__(self, session_id: str, run_id: str, publish: Publish | None = None) -> None:
         self.session_id = session_id
         self.run_id = run_id
         self._items: list[Op | list[NewEvent]] = []
+        self._publish = publish
+
+    async def publish(
+        self, type: str, payload: JsonObject, *, task_id: str | None = None, actor: str = "keel"
+    ) -> None:
+        event = NewEvent(type, actor, payload, task_id)
+        if self._publish is None:
+            self.emit(type, payload, task_id=task_id, actor=actor)
+        else:
+            await self._publish([event])
 
     def emit(
         self,
@@ -117,6 +134,11 @@ class Flow(ABC, Generic[S]):
 
     @abstractmethod
     async def run(self, node: Node, state: S, unit: Unit) -> JsonObject: ...
+
+    def on_resume(self, node: Node, state: S, unit: Unit) -> JsonObject | None:
+        """`node` was running when the process died. Return None to run it again, or the
+        result to record instead (a call with side effects is never silently repeated)."""
+        return None
 
     @abstractmethod
     def reduce(self, state: S, node: Node, result: JsonObject) -> S: ...
@@ -205,6 +227,12 @@ class RunLoop:
         self._events = events
         self.run_id = run_id
 
+    def _publisher(self, session_id: str) -> Publish:
+        async def publish(events: list[NewEvent]) -> None:
+            await self._events.append(session_id, self.run_id, events)
+
+        return publish
+
     async def load_checkpoint(self, session_id: str, flow: Flow[S]) -> Checkpoint[S] | None:
         stored = await self._engine.read(lambda tx: _read_in(tx, session_id))
         return _replay(session_id, stored, flow) if stored is not None else None
@@ -256,6 +284,7 @@ class RunLoop:
             step = 0
             node = self._advance(flow, state, unit)
             await self._commit(unit, step, node, state, snapshot=True)
+            resumed: Node | None = None
         else:
             state, step, node = checkpoint.state, checkpoint.step, checkpoint.node
             if node is None:
@@ -263,10 +292,14 @@ class RunLoop:
             unit = Unit(session_id, self.run_id)
             unit.emit(kinds.SESSION_RESUMED, {"runId": self.run_id, "step": step, **node.to_json()})
             await self._commit(unit, step, node, state, snapshot=False)
+            resumed = node
 
+        publish = self._publisher(session_id)
         while node is not None:
-            unit = Unit(session_id, self.run_id)
-            result = await flow.run(node, state, unit)
+            unit = Unit(session_id, self.run_id, publish)
+            result = flow.on_resume(node, state, unit) if node is resumed else None
+            if result is None:
+                result = await flow.run(node, state, unit)
             state = flow.reduce(state, node, result)
             exit_payload: JsonObject = {"node": node.id}
             if result:

@@ -8,7 +8,8 @@ the run loop, and runs sessions to their end in this process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,25 +18,31 @@ from keel.config import Settings
 from keel.errors import ConfigError, SessionNotResumable
 from keel.events import EventLog
 from keel.ids import new_id
-from keel.models import ModelSettings
 from keel.orchestrator.functions import FunctionFlow, FunctionState
 from keel.orchestrator.loop import RunLoop
+from keel.orchestrator.session_config import SessionConfig
 from keel.orchestrator.team import TeamFlow
 from keel.registry import AgentRegistry, SessionRegistry, TaskRegistry
 from keel.store import Engine, open_engine
-from keel.types import AgentDefinition, Budget, JsonObject, Session
+from keel.tools import Tool, builtin_tools
+from keel.types import AgentDefinition, Budget, JsonObject, Session, parse_model
 
 TEAM = "team"
 FUNCTIONS = "functions"
 
 
-def model_settings(config: JsonObject | None) -> ModelSettings:
-    latency = (config or {}).get("scriptedLatencyMs", 0)
-    if not isinstance(latency, int | float) or latency < 0:
+@asynccontextmanager
+async def mcp_tools(agent: AgentDefinition) -> AsyncIterator[dict[str, Tool]]:
+    """The tools of the agent's MCP servers, connected while the context is open."""
+    try:
+        from keel.tools.mcp import McpToolset
+    except ImportError as error:
         raise ConfigError(
-            f"session config 'scriptedLatencyMs' must be a number >= 0, not {latency!r}"
-        )
-    return ModelSettings(scripted_latency_s=latency / 1000)
+            f"agent '{agent.name}' lists MCP servers, which need the MCP SDK ({error.name}): "
+            "pip install 'keel[mcp]'"
+        ) from None
+    async with McpToolset(agent.mcp_servers) as toolset:
+        yield {tool.name: tool for tool in toolset.tools}
 
 
 class Keel:
@@ -50,9 +57,10 @@ class Keel:
         self._loop = RunLoop(engine, self.events, self.run_id)
 
     @classmethod
-    async def open(cls, home: Path | str | None = None) -> Keel:
-        """Open the store under `home` (default: `KEEL_HOME`, else `./.keel`)."""
-        settings = Settings.from_env(home)
+    async def open(cls, home: Path | str | None = None, *, database_url: str | None = None) -> Keel:
+        """Open the store under `home` (default: `KEEL_HOME`, else `./.keel`), or at
+        `database_url` (default: `KEEL_DATABASE_URL`, else a SQLite file in the home)."""
+        settings = Settings.from_env(home, database_url=database_url)
         return cls(settings, await open_engine(settings.database_url))
 
     async def close(self) -> None:
@@ -99,14 +107,15 @@ class Keel:
         *,
         user_id: str = "local",
         config: JsonObject | None = None,
-        budget: Budget | None = None,
+        budget: Budget | dict[str, Any] | None = None,
     ) -> Session:
         """Register `agents` (new versions where they changed) and create a session that
         runs with exactly those versions. The session does not run until `run`."""
         if not goal.strip():
             raise ConfigError("a session needs a goal: say what the agents should do")
-        config = {**(config or {}), "flow": TEAM}
-        model_settings(config)
+        config = SessionConfig.read({**(config or {}), "flow": TEAM}).resolved().to_json()
+        if isinstance(budget, dict):
+            budget = parse_model(Budget, budget, "session budget")
         registered = await self.agents.register(agents)
         if not registered:
             raise ConfigError("a session needs at least one agent")
@@ -124,15 +133,29 @@ class Keel:
                 f"session {session_id} has already ended ({session.status.value}); "
                 "start a new session instead"
             )
-        config = session.config or {}
-        if config.get("flow") != TEAM:
+        config = SessionConfig.read(session.config)
+        if config.flow != TEAM:
             raise SessionNotResumable(
                 f"session {session_id} runs a Python function flow; resume it from Python "
                 "with Keel.run_flow(session_id, flow)"
             )
         agents = await self.agents.resolve(session.agent_versions)
-        flow = TeamFlow(session, agents, model_settings(config))
-        await self._loop.run(session_id, flow)
+        async with AsyncExitStack() as stack:
+            agent_tools = {
+                agent.name: await stack.enter_async_context(mcp_tools(agent))
+                for agent in agents
+                if agent.mcp_servers
+            }
+            flow = TeamFlow(
+                session,
+                agents,
+                config.model_settings(),
+                tools=builtin_tools(),
+                agent_tools=agent_tools,
+                workspace=config.workspace_path(),
+                task_budget=config.task_budget,
+            )
+            await self._loop.run(session_id, flow)
         return await self.sessions.get(session_id)
 
     resume = run

@@ -1,57 +1,38 @@
-"""A team session: a planner splits the goal into sub-tasks, workers do them one by one,
-a reviewer checks the results. Each step is a node of the run loop.
+"""A team session: a planner splits the goal into sub-tasks routed to agents by role; each
+task is a conversation of model turns and tool calls; a reviewer checks the results.
 
-Without a planner the goal is a single task; without a reviewer the workers' answers are
-the final answer.
+Every model call and every batch of tool calls is a node of the run loop, so each is
+checkpointed: a resumed session does not pay again for a model call that finished, and a
+tool call with side effects that a crash interrupted is reported, not re-run. Without a
+planner the goal is a single task; without a reviewer the last answers are the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from pydantic import BaseModel, Field
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from keel.errors import ModelError, PlanError
 from keel.events import kinds
 from keel.ids import new_id
-from keel.models import Model, ModelSettings, Usage, resolve_model
+from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
+from keel.orchestrator.budget import Overrun, overrun, remaining_s
 from keel.orchestrator.loop import Flow, Node, Outcome, Unit
 from keel.orchestrator.planner import PLAN_FORMAT, Plan, PlannedTask, parse_plan
 from keel.orchestrator.router import route
-from keel.orchestrator.turn import agent_turn
+from keel.orchestrator.team_state import TaskRun, TeamState
+from keel.orchestrator.turn import call_model, next_batch, run_tools
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
-from keel.types import AgentDefinition, JsonObject, Session, SessionStatus, TaskStatus
+from keel.tools import Tool, ToolContext, ToolExecutor
+from keel.types import AgentDefinition, Budget, JsonObject, Session, SessionStatus, TaskStatus
 
 PLANNER_ROLE = "planner"
 REVIEWER_ROLE = "reviewer"
-WORKER_ROLE = "worker"
+MAX_BAD_TURNS = 3
 
-
-class TeamState(BaseModel):
-    root_task_id: str
-    planned: bool = False
-    order: list[str] = Field(default_factory=list)
-    finished: list[str] = Field(default_factory=list)
-    goals: dict[str, str] = Field(default_factory=dict)
-    assigned: dict[str, str] = Field(default_factory=dict)
-    reviews: list[str] = Field(default_factory=list)
-    outputs: dict[str, str] = Field(default_factory=dict)
-    usage: dict[str, Usage] = Field(default_factory=dict)
-    error: str | None = None
-
-    def total_usage(self) -> Usage:
-        total = Usage()
-        for usage in self.usage.values():
-            total = total + usage
-        return total
-
-
-def _with_usage(state: TeamState, agent: str, result: JsonObject) -> dict[str, Usage]:
-    usage = dict(state.usage)
-    if "usage" in result:
-        usage[agent] = usage.get(agent, Usage()) + Usage.model_validate(result["usage"])
-    return usage
+WORKSPACE_NOTE = "You work in a workspace directory; tool paths are relative to its root."
 
 
 class TeamFlow(Flow[TeamState]):
@@ -62,22 +43,65 @@ class TeamFlow(Flow[TeamState]):
         session: Session,
         agents: Sequence[AgentDefinition],
         settings: ModelSettings | None = None,
+        *,
+        tools: Mapping[str, Tool] | None = None,
+        agent_tools: Mapping[str, Mapping[str, Tool]] | None = None,
+        workspace: Path | None = None,
+        task_budget: Budget | None = None,
     ) -> None:
         self.session = session
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
-        self._models: dict[str, Model] = {}
+        self._models: dict[str, RetryingModel] = {}
+        self._tools = dict(tools or {})
+        self._agent_tools = {name: dict(found) for name, found in (agent_tools or {}).items()}
+        self._executors: dict[str, ToolExecutor] = {}
+        self.workspace = workspace
+        self.task_budget = task_budget
+
+    # -- helpers ---------------------------------------------------------------------------
 
     def _by_role(self, role: str) -> AgentDefinition | None:
         matching = sorted((a for a in self.agents.values() if a.role == role), key=lambda a: a.name)
         return matching[0] if matching else None
 
-    def _model(self, agent: AgentDefinition) -> Model:
+    def _model(self, agent: AgentDefinition) -> RetryingModel:
         if agent.name not in self._models:
             self._models[agent.name] = resolve_model(agent.model, self._settings)
         return self._models[agent.name]
 
-    # -- the flow ------------------------------------------------------------------------
+    def _executor(self, agent: AgentDefinition) -> ToolExecutor:
+        if agent.name not in self._executors:
+            mine = {name: self._tools[name] for name in agent.tools if name in self._tools}
+            mine.update(self._agent_tools.get(agent.name, {}))
+            self._executors[agent.name] = ToolExecutor(mine)
+        return self._executors[agent.name]
+
+    def _context(self, agent: AgentDefinition, task_id: str) -> ToolContext:
+        workspace = self.workspace or Path.cwd()
+        return ToolContext(workspace, self.session.id, task_id, agent.name)
+
+    def _opening(self, state: TeamState, task_id: str) -> list[Message]:
+        agent = self.agents[state.assigned[task_id]]
+        system = "\n\n".join(p for p in (agent.instructions.strip(), WORKSPACE_NOTE) if p)
+        goal = state.goals[task_id]
+        earlier = [t for t in state.order if t in state.outputs]
+        if task_id in state.reviews:
+            results = "\n".join(f"- {state.goals[t]}: {state.outputs[t]}" for t in earlier)
+            prompt = f"Goal: {goal}\n\nResults to review:\n{results}"
+        else:
+            prompt = f"Goal: {goal}\n\nThis is part of the session goal: {self.session.goal}"
+            if earlier:
+                results = "\n".join(f"- {state.goals[t]}: {state.outputs[t]}" for t in earlier)
+                prompt += f"\n\nEarlier results:\n{results}"
+        return [Message(role="system", content=system), Message(role="user", content=prompt)]
+
+    def _overrun(self, state: TeamState, run: TaskRun) -> Overrun | None:
+        return overrun("session", self.session.budget, state.spent()) or overrun(
+            "task", self.task_budget, run.spent()
+        )
+
+    # -- the flow --------------------------------------------------------------------------
 
     def start(self, unit: Unit) -> TeamState:
         root_id = new_id("t")
@@ -103,52 +127,102 @@ class TeamFlow(Flow[TeamState]):
             return None
         if not state.planned:
             return Node("plan", "plan", state.root_task_id)
-        for task_id in state.order:
-            if task_id not in state.finished:
-                kind = "review" if task_id in state.reviews else "task"
-                return Node(f"{kind}:{task_id}", kind, task_id)
-        return None
+        task_id = state.current()
+        if task_id is None:
+            return None
+        run = state.runs.get(task_id)
+        if run is not None and run.pending:
+            return Node(f"tools:{task_id}:{run.turns}:{run.pending[0].id}", "tools", task_id)
+        return Node(f"model:{task_id}:{(run.turns if run else 0) + 1}", "model", task_id)
 
     def enter(self, node: Node, state: TeamState, unit: Unit) -> None:
-        if node.kind in ("task", "review") and node.task_id:
+        if node.kind == "model" and node.task_id and node.task_id not in state.runs:
             task_id = node.task_id
             unit.do(
                 lambda tx: TaskRegistry.transition_in(tx, unit.run_id, task_id, TaskStatus.RUNNING)
             )
 
     async def run(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
-        try:
-            if node.kind == "plan":
-                return await self._plan(state, unit)
-            return await self._work(node, state, unit)
-        except (ModelError, PlanError) as error:
-            return {"error": str(error)}
+        started = time.perf_counter()
+        if node.kind == "plan":
+            try:
+                result = await self._plan(state, unit)
+            except (ModelError, PlanError) as error:
+                result = {"error": str(error)}
+        elif node.kind == "model":
+            result = await self._model_turn(node, state, unit)
+        else:
+            result = await self._tool_batch(node, state, unit)
+        result.setdefault("elapsedMs", round((time.perf_counter() - started) * 1000, 3))
+        return result
+
+    def on_resume(self, node: Node, state: TeamState, unit: Unit) -> JsonObject | None:
+        if node.kind != "tools" or node.task_id is None:
+            return None
+        agent = self.agents[state.assigned[node.task_id]]
+        batch = next_batch(state.runs[node.task_id].pending, self._executor(agent))
+        tool = self._executor(agent).tool(batch[0].name)
+        if tool is None or tool.idempotent:
+            return None
+        call = batch[0]
+        message = (
+            f"error: the call {call.name} was interrupted by a crash before it finished and "
+            "was not run again, because it may have taken effect; check before retrying"
+        )
+        unit.emit(
+            kinds.TOOL_INTERRUPTED,
+            {"callId": call.id, "tool": call.name, "arguments": call.arguments},
+            task_id=node.task_id,
+        )
+        outcome = {"callId": call.id, "tool": call.name, "output": message, "ok": False}
+        return {"outcomes": [outcome], "elapsedMs": 0.0}
 
     def reduce(self, state: TeamState, node: Node, result: JsonObject) -> TeamState:
-        agent = result.get("agent", "")
-        if "error" in result and node.kind == "plan":
-            return state.model_copy(update={"error": result["error"], "planned": True})
+        elapsed = float(result.get("elapsedMs", 0.0))
         if node.kind == "plan":
-            planned = result["tasks"]
-            return state.model_copy(
+            return self._reduce_plan(state, result, elapsed)
+        assert node.task_id is not None
+        task_id = node.task_id
+        agent = state.assigned[task_id]
+        run = state.runs.get(task_id) or TaskRun(messages=self._opening(state, task_id))
+        usage = Usage.model_validate(result.get("usage", {}))
+        run = run.model_copy(
+            update={"usage": run.usage + usage, "elapsed_ms": run.elapsed_ms + elapsed}
+        )
+        state = state.charged(agent, task_id, usage, elapsed)
+        if node.kind == "model" and "message" in result:
+            message = Message.model_validate(result["message"])
+            bad = any(call.invalid_arguments is not None for call in message.tool_calls)
+            run = run.model_copy(
                 update={
-                    "planned": True,
-                    "order": [t["id"] for t in planned],
-                    "goals": {t["id"]: t["goal"] for t in planned},
-                    "assigned": {t["id"]: t["agent"] for t in planned},
-                    "reviews": [t["id"] for t in planned if t["role"] == REVIEWER_ROLE],
-                    "usage": _with_usage(state, agent, result),
+                    "messages": [*run.messages, message],
+                    "pending": message.tool_calls,
+                    "turns": run.turns + 1,
+                    "bad_turns": run.bad_turns + 1 if bad else 0,
                 }
             )
-        assert node.task_id is not None
-        update: dict[str, object] = {
-            "finished": [*state.finished, node.task_id],
-            "usage": _with_usage(state, agent, result),
-        }
+        elif node.kind == "tools":
+            outcomes = result["outcomes"]
+            answers = [
+                Message(role="tool", content=o["output"], tool_call_id=o["callId"])
+                for o in outcomes
+            ]
+            run = run.model_copy(
+                update={
+                    "messages": [*run.messages, *answers],
+                    "pending": run.pending[len(outcomes) :],
+                }
+            )
+        runs = {**state.runs, task_id: run}
+        update: dict[str, object] = {"runs": runs}
         if "error" in result:
-            update["error"] = f"task {node.task_id} failed: {result['error']}"
-        else:
-            update["outputs"] = {**state.outputs, node.task_id: result["text"]}
+            runs.pop(task_id)
+            update["error"] = f"task {task_id} failed: {result['error']}"
+            update["finished"] = [*state.finished, task_id]
+        elif result.get("done"):
+            runs.pop(task_id)
+            update["outputs"] = {**state.outputs, task_id: result["message"]["content"]}
+            update["finished"] = [*state.finished, task_id]
         return state.model_copy(update=update)
 
     def outcome(self, state: TeamState, unit: Unit) -> Outcome:
@@ -157,6 +231,9 @@ class TeamFlow(Flow[TeamState]):
         summary: JsonObject = {
             "tasks": len(state.order),
             "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
+            "usageByAgent": {a: u.model_dump() for a, u in state.agent_usage.items()},
+            "usageByTask": {t: u.model_dump() for t, u in state.task_usage.items()},
+            "activeMs": round(state.elapsed_ms, 1),
         }
         if state.error is not None:
             error = state.error
@@ -171,7 +248,10 @@ class TeamFlow(Flow[TeamState]):
 
             unit.do(fail)
             return Outcome(SessionStatus.FAILED, None, {"reason": error, **summary})
-        answer = self._final_answer(state)
+        if state.reviews:
+            answer = state.outputs[state.reviews[-1]]
+        else:
+            answer = "\n".join(state.outputs[t] for t in state.order)
         unit.do(
             lambda tx: TaskRegistry.transition_in(
                 tx, run_id, root_id, TaskStatus.DONE, output={"text": answer}
@@ -179,103 +259,174 @@ class TeamFlow(Flow[TeamState]):
         )
         return Outcome(SessionStatus.DONE, answer, {"finalAnswer": answer, **summary})
 
-    # -- the nodes ------------------------------------------------------------------------
+    # -- the nodes ----------------------------------------------------------------------------
 
-    def _final_answer(self, state: TeamState) -> str:
-        if state.reviews:
-            return state.outputs[state.reviews[-1]]
-        return "\n".join(state.outputs[t] for t in state.order)
+    def _fail_task(self, unit: Unit, task_id: str, reason: str) -> None:
+        run_id = unit.run_id
+        unit.do(
+            lambda tx: TaskRegistry.transition_in(
+                tx, run_id, task_id, TaskStatus.FAILED, reason=reason
+            )
+        )
+
+    async def _model_turn(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
+        task_id = node.task_id
+        assert task_id is not None
+        agent = self.agents[state.assigned[task_id]]
+        run = state.runs.get(task_id) or TaskRun(messages=self._opening(state, task_id))
+        spent = self._overrun(state, run)
+        if spent is not None:
+            return self._over_budget(unit, task_id, spent)
+        executor = self._executor(agent)
+        specs = [tool.spec() for tool in executor.tools.values()]
+        time_left = remaining_s(
+            [(self.session.budget, state.spent()), (self.task_budget, run.spent())]
+        )
+        try:
+            turn = await call_model(
+                agent, self._model(agent), run.messages, specs, unit, task_id, time_left
+            )
+        except ModelError as error:
+            reason = str(error)
+            self._fail_task(unit, task_id, reason)
+            return {"error": reason}
+        response = turn.response
+        result: JsonObject = {
+            "message": response.message.model_dump(mode="json", exclude_defaults=True),
+            "usage": response.usage.model_dump(),
+            "elapsedMs": turn.duration_ms,
+        }
+        after = run.model_copy(update={"usage": run.usage + response.usage})
+        charged = state.charged(agent.name, task_id, response.usage, turn.duration_ms)
+        spent = self._overrun(charged, after)
+        if spent is not None:
+            return {**result, **self._over_budget(unit, task_id, spent)}
+        calls = response.message.tool_calls
+        if not calls:
+            text = response.message.content
+            unit.do(
+                lambda tx: TaskRegistry.transition_in(
+                    tx, unit.run_id, task_id, TaskStatus.DONE, output={"text": text}
+                )
+            )
+            return {**result, "done": True}
+        bad_turns = run.bad_turns + 1 if any(c.invalid_arguments for c in calls) else 0
+        if bad_turns >= MAX_BAD_TURNS:
+            reason = f"the model gave malformed tool calls {bad_turns} turns in a row"
+            self._fail_task(unit, task_id, reason)
+            return {**result, "error": reason}
+        if run.turns + 1 >= agent.max_turns:
+            reason = f"reached the limit of {agent.max_turns} turns without a final answer"
+            self._fail_task(unit, task_id, reason)
+            return {**result, "error": reason}
+        return result
+
+    def _over_budget(self, unit: Unit, task_id: str, spent: Overrun) -> JsonObject:
+        unit.emit(kinds.BUDGET_EXCEEDED, spent.to_json(), task_id=task_id)
+        self._fail_task(unit, task_id, spent.reason)
+        return {"error": spent.reason}
+
+    async def _tool_batch(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
+        task_id = node.task_id
+        assert task_id is not None
+        agent = self.agents[state.assigned[task_id]]
+        executor = self._executor(agent)
+        batch: list[ToolCall] = next_batch(state.runs[task_id].pending, executor)
+        outcomes = await run_tools(executor, agent, batch, self._context(agent, task_id), unit)
+        return {"outcomes": [outcome.to_json() for outcome in outcomes]}
+
+    def _reduce_plan(self, state: TeamState, result: JsonObject, elapsed: float) -> TeamState:
+        if "error" in result:
+            return state.model_copy(update={"error": result["error"], "planned": True})
+        planned = result["tasks"]
+        if "agent" in result:
+            state = state.charged(
+                result["agent"],
+                state.root_task_id,
+                Usage.model_validate(result.get("usage", {})),
+                elapsed,
+            )
+        else:
+            state = state.model_copy(update={"elapsed_ms": state.elapsed_ms + elapsed})
+        return state.model_copy(
+            update={
+                "planned": True,
+                "order": [t["id"] for t in planned],
+                "goals": {t["id"]: t["goal"] for t in planned},
+                "assigned": {t["id"]: t["agent"] for t in planned},
+                "reviews": [t["id"] for t in planned if t["role"] == REVIEWER_ROLE],
+            }
+        )
 
     async def _plan(self, state: TeamState, unit: Unit) -> JsonObject:
         planner = self._by_role(PLANNER_ROLE)
         root_id = state.root_task_id
         result: JsonObject = {}
+        others = sorted({a.role for a in self.agents.values()} - {PLANNER_ROLE, REVIEWER_ROLE})
         if planner is None:
-            workers = [
-                a for a in self.agents.values() if a.role not in (PLANNER_ROLE, REVIEWER_ROLE)
-            ]
-            if not workers:
+            if not others:
                 raise PlanError("the session has no agent to do its goal; register a worker")
-            plan = Plan(tasks=[PlannedTask(goal=self.session.goal, role=workers[0].role)])
+            plan = Plan(tasks=[PlannedTask(goal=self.session.goal, role=others[0])])
             source = "no planner: the goal is one task"
         else:
-            roles = sorted({a.role for a in self.agents.values()} - {PLANNER_ROLE, REVIEWER_ROLE})
             prompt = (
-                f"Goal: {self.session.goal}\n\nRoles you can assign: {', '.join(roles)}.\n"
+                f"Goal: {self.session.goal}\n\nRoles you can assign: {', '.join(others)}.\n"
                 f"{PLAN_FORMAT}"
             )
-            turn = await agent_turn(planner, self._model(planner), prompt, unit, root_id)
-            result = {"agent": planner.name, "usage": turn.usage.model_dump()}
-            plan = parse_plan(turn.text)
+            messages = [Message(role="user", content=prompt)]
+            if planner.instructions:
+                messages.insert(0, Message(role="system", content=planner.instructions))
+            turn = await call_model(
+                planner, self._model(planner), messages, [], unit, root_id, None
+            )
+            result = {"agent": planner.name, "usage": turn.response.usage.model_dump()}
+            plan = parse_plan(turn.response.message.content)
             source = f"planner {planner.name}"
+        return {**result, "tasks": self._route(plan, unit, root_id, source)}
+
+    def _route(self, plan: Plan, unit: Unit, root_id: str, source: str) -> list[JsonObject]:
         load: dict[str, int] = {}
         planned: list[JsonObject] = []
-        routes: list[tuple[str, str, str]] = []
+        reasons: list[str] = []
         agents = list(self.agents.values())
         for item in plan.tasks:
             chosen = route(item.role, agents, load)
             load[chosen.agent.name] = load.get(chosen.agent.name, 0) + 1
-            task_id = new_id("t")
             planned.append(
-                {"id": task_id, "goal": item.goal, "role": item.role, "agent": chosen.agent.name}
+                {
+                    "id": new_id("t"),
+                    "goal": item.goal,
+                    "role": item.role,
+                    "agent": chosen.agent.name,
+                }
             )
-            routes.append((task_id, chosen.agent.name, chosen.reason))
+            reasons.append(chosen.reason)
         reviewer = self._by_role(REVIEWER_ROLE)
         if reviewer is not None:
-            task_id = new_id("t")
             goal = f"Review the results of: {self.session.goal}"
             planned.append(
-                {"id": task_id, "goal": goal, "role": REVIEWER_ROLE, "agent": reviewer.name}
+                {"id": new_id("t"), "goal": goal, "role": REVIEWER_ROLE, "agent": reviewer.name}
             )
-            routes.append((task_id, reviewer.name, f"the session's reviewer ({REVIEWER_ROLE})"))
+            reasons.append(f"the session's reviewer ({REVIEWER_ROLE})")
         session_id = self.session.id
 
         def create_tasks(tx: Tx) -> None:
-            for item in planned:
+            for task in planned:
                 TaskRegistry.create_in(
                     tx,
                     unit.run_id,
                     session_id=session_id,
-                    goal=item["goal"],
+                    goal=task["goal"],
                     parent_id=root_id,
-                    assigned_agent=item["agent"],
-                    input={"role": item["role"]},
-                    task_id=item["id"],
+                    assigned_agent=task["agent"],
+                    input={"role": task["role"]},
+                    task_id=task["id"],
                 )
 
         unit.do(create_tasks)
         unit.emit(kinds.PLAN_CREATED, {"source": source, "tasks": planned}, task_id=root_id)
-        for task_id, agent_name, reason in routes:
-            unit.emit(kinds.ROUTE_DECIDED, {"agent": agent_name, "reason": reason}, task_id=task_id)
-        return {**result, "tasks": planned}
-
-    async def _work(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
-        task_id = node.task_id
-        assert task_id is not None
-        agent = self.agents[state.assigned[task_id]]
-        goal = state.goals[task_id]
-        if node.kind == "review":
-            results = "\n".join(
-                f"- {state.goals[t]}: {state.outputs[t]}" for t in state.order if t in state.outputs
+        for task, reason in zip(planned, reasons, strict=True):
+            unit.emit(
+                kinds.ROUTE_DECIDED, {"agent": task["agent"], "reason": reason}, task_id=task["id"]
             )
-            prompt = f"Goal: {goal}\n\nResults to review:\n{results}"
-        else:
-            prompt = f"Goal: {goal}\n\nThis is part of the session goal: {self.session.goal}"
-        run_id = unit.run_id
-        try:
-            turn = await agent_turn(agent, self._model(agent), prompt, unit, task_id)
-        except ModelError as error:
-            reason = str(error)
-            unit.do(
-                lambda tx: TaskRegistry.transition_in(
-                    tx, run_id, task_id, TaskStatus.FAILED, reason=reason
-                )
-            )
-            return {"agent": agent.name, "error": reason}
-        text = turn.text
-        unit.do(
-            lambda tx: TaskRegistry.transition_in(
-                tx, run_id, task_id, TaskStatus.DONE, output={"text": text}
-            )
-        )
-        return {"agent": agent.name, "text": text, "usage": turn.usage.model_dump()}
+        return planned

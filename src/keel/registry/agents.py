@@ -21,6 +21,7 @@ from keel.errors import AgentDefinitionError, DuplicateAgent, UnknownAgent
 from keel.events import dump_json, now_us
 from keel.models import check_model_string
 from keel.store import Engine, Tx
+from keel.tools import BUILTIN_TOOL_NAMES
 from keel.types import AgentDefinition, describe_validation_error
 
 AGENT_FILE_SUFFIXES = (".yaml", ".yml")
@@ -98,7 +99,9 @@ class AgentFolderError(AgentDefinitionError):
         return [str(error) for error in self.errors]
 
 
-def load_folder(folder: Path, known_tools: Collection[str] = frozenset()) -> list[AgentDefinition]:
+def load_folder(
+    folder: Path, known_tools: Collection[str] = BUILTIN_TOOL_NAMES
+) -> list[AgentDefinition]:
     """Load every agent file in `folder`; raise one error naming every bad file."""
     if not folder.is_dir():
         raise AgentDefinitionError(str(folder), [("(folder)", "is not a directory")])
@@ -137,7 +140,7 @@ def load_folder(folder: Path, known_tools: Collection[str] = frozenset()) -> lis
 
 
 class AgentRegistry:
-    def __init__(self, engine: Engine, known_tools: Collection[str] = frozenset()) -> None:
+    def __init__(self, engine: Engine, known_tools: Collection[str] = BUILTIN_TOOL_NAMES) -> None:
         self._engine = engine
         self.known_tools = frozenset(known_tools)
 
@@ -170,6 +173,7 @@ class AgentRegistry:
 
     @staticmethod
     def _register_in(tx: Tx, definition: AgentDefinition) -> AgentDefinition:
+        tx.lock(f"agent:{definition.name}")
         fingerprint = digest(definition)
         row = tx.fetchone(
             "SELECT version, digest FROM agent_versions WHERE name = ? "

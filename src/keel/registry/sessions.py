@@ -121,6 +121,7 @@ class SessionRegistry:
         payload: JsonObject | None = None,
     ) -> None:
         """Move a session to `to`; reaching an end writes its final event with `payload`."""
+        tx.lock(f"session:{session_id}")
         row = tx.fetchone("SELECT status FROM sessions WHERE id = ?", (session_id,))
         if row is None:
             raise SessionNotFound(f"no session '{session_id}'")

@@ -105,6 +105,7 @@ class TaskRegistry:
             input=input or {},
         )
         stamp = now_us()
+        tx.lock(f"tasks:{session_id}")
         row = tx.fetchone(
             "SELECT COALESCE(MAX(position), -1) + 1 FROM tasks WHERE session_id = ?", (session_id,)
         )
@@ -150,6 +151,7 @@ class TaskRegistry:
         reason: str | None = None,
         actor: str = "keel",
     ) -> Task:
+        tx.lock(f"task:{task_id}")
         task = TaskRegistry.get_in(tx, task_id)
         check_transition(task_id, task.status, to)
         stamp = now_us()

@@ -30,12 +30,18 @@ class Tx(Protocol):
 
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
 
+    def lock(self, key: str) -> None:
+        """Serialise this transaction with every other transaction that locks `key`, until
+        it ends. Take it before reading what the transaction will change."""
+        ...
+
 
 Work = Callable[[Tx], T]
 
 
 class Engine(ABC):
-    """Where durable state lives. `write` work is serialised; `read` work may run beside it."""
+    """Where durable state lives. Each `write` is one transaction; writes that touch the
+    same records serialise with `Tx.lock`. `read` work sees a consistent snapshot."""
 
     dialect: str
     url: str

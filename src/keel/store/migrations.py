@@ -52,6 +52,8 @@ async def migrate(engine: Engine) -> int:
     latest = migrations[-1].version if migrations else 0
 
     def apply(tx: Tx) -> int:
+        # Processes opening one new database together: the first migrates, the rest wait.
+        tx.lock("keel:migrations")
         tx.execute(
             "CREATE TABLE IF NOT EXISTS keel_schema ("
             "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
@@ -60,7 +62,8 @@ async def migrate(engine: Engine) -> int:
         if current > latest:
             raise MigrationError(
                 f"the database {engine.url} has schema version {current}, newer than this "
-                f"Keel knows ({latest}); upgrade Keel or point KEEL_HOME elsewhere"
+                f"Keel knows ({latest}); upgrade Keel or point KEEL_HOME or KEEL_DATABASE_URL "
+                "elsewhere"
             )
         for migration in migrations:
             if migration.version <= current:

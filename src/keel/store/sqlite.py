@@ -51,6 +51,9 @@ class _SqliteTx:
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
 
+    def lock(self, key: str) -> None:
+        """Nothing to do: SQLite writers are already serialised."""
+
 
 @dataclass(slots=True)
 class _Job:

@@ -1,0 +1,48 @@
+"""What a session's `config` may hold, validated when the session is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from keel.errors import ConfigError
+from keel.models import ModelSettings, ProviderSettings
+from keel.types import Budget, JsonObject, KeelModel, parse_model
+
+
+class SessionConfig(KeelModel):
+    flow: Literal["team", "functions"] = "team"
+    workspace: str | None = Field(
+        default=None, description="Directory the agents' tools work in (absolute)."
+    )
+    scripted_latency_ms: float = Field(default=0, ge=0)
+    model_timeout_s: float = Field(default=120, gt=0)
+    model_max_attempts: int = Field(default=4, ge=1, le=20)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    task_budget: Budget | None = None
+
+    @staticmethod
+    def read(data: JsonObject | None) -> SessionConfig:
+        return parse_model(SessionConfig, data or {}, "session config")
+
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(
+            scripted_latency_s=self.scripted_latency_ms / 1000,
+            timeout_s=self.model_timeout_s,
+            max_attempts=self.model_max_attempts,
+            providers=self.providers,
+        )
+
+    def resolved(self) -> SessionConfig:
+        """This config with its workspace made absolute; a missing workspace is an error."""
+        if self.workspace is None:
+            return self
+        workspace = Path(self.workspace).expanduser().resolve()
+        if not workspace.is_dir():
+            raise ConfigError(f"the workspace {workspace} is not a directory")
+        return self.model_copy(update={"workspace": str(workspace)})
+
+    def workspace_path(self) -> Path | None:
+        return Path(self.workspace) if self.workspace else None

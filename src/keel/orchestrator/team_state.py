@@ -1,0 +1,60 @@
+"""The checkpointed state of a team session: the plan, where each task stands, the
+conversation of the task in progress, and what has been spent."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from keel.models import Message, ToolCall, Usage
+from keel.orchestrator.budget import Spent, total
+
+
+class TaskRun(BaseModel):
+    """A task in progress: its conversation and the tool calls still to run."""
+
+    messages: list[Message] = Field(default_factory=list)
+    pending: list[ToolCall] = Field(default_factory=list)
+    turns: int = 0
+    bad_turns: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    elapsed_ms: float = 0.0
+
+    def spent(self) -> Spent:
+        return Spent(self.usage.total, self.elapsed_ms)
+
+
+class TeamState(BaseModel):
+    root_task_id: str
+    planned: bool = False
+    order: list[str] = Field(default_factory=list)
+    finished: list[str] = Field(default_factory=list)
+    goals: dict[str, str] = Field(default_factory=dict)
+    assigned: dict[str, str] = Field(default_factory=dict)
+    reviews: list[str] = Field(default_factory=list)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    runs: dict[str, TaskRun] = Field(default_factory=dict)
+    agent_usage: dict[str, Usage] = Field(default_factory=dict)
+    task_usage: dict[str, Usage] = Field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    error: str | None = None
+
+    def current(self) -> str | None:
+        return next((t for t in self.order if t not in self.finished), None)
+
+    def total_usage(self) -> Usage:
+        return total(list(self.agent_usage.values()))
+
+    def spent(self) -> Spent:
+        return Spent(self.total_usage().total, self.elapsed_ms)
+
+    def charged(self, agent: str, task_id: str, usage: Usage, elapsed_ms: float) -> TeamState:
+        """This state with `usage` and `elapsed_ms` counted for the agent, task and session."""
+        agents = {**self.agent_usage, agent: self.agent_usage.get(agent, Usage()) + usage}
+        tasks = {**self.task_usage, task_id: self.task_usage.get(task_id, Usage()) + usage}
+        return self.model_copy(
+            update={
+                "agent_usage": agents,
+                "task_usage": tasks,
+                "elapsed_ms": self.elapsed_ms + elapsed_ms,
+            }
+        )

@@ -1,0 +1,36 @@
+"""What agents can do: the built-in coding tools, MCP tools, and the executor every call
+passes through."""
+
+from __future__ import annotations
+
+from keel.tools.base import Tool, ToolContext, ToolError, TypedTool
+from keel.tools.executor import ToolExecutor, ToolOutcome
+from keel.tools.files import EditFile, Glob, Grep, ListDir, ReadFile, WriteFile
+from keel.tools.shell import RunCommand
+
+__all__ = [
+    "BUILTIN_TOOL_NAMES",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolExecutor",
+    "ToolOutcome",
+    "TypedTool",
+    "builtin_tools",
+]
+
+
+def builtin_tools() -> dict[str, Tool]:
+    tools: list[Tool] = [
+        ReadFile(),
+        WriteFile(),
+        EditFile(),
+        ListDir(),
+        Glob(),
+        Grep(),
+        RunCommand(),
+    ]
+    return {tool.name: tool for tool in tools}
+
+
+BUILTIN_TOOL_NAMES = frozenset(builtin_tools())
