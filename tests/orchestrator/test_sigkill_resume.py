@@ -36,14 +36,17 @@ def _query(home: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[
         conn.close()
 
 
-def _wait_for_events(home: Path, count: int, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_events(
+    home: Path, count: int, process: subprocess.Popen[bytes], stderr: Path | None = None
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         rows = _query(home, "SELECT COUNT(*) FROM events")
         if rows and int(rows[0][0]) >= count:  # type: ignore[call-overload]
             return
         if process.poll() is not None:
-            pytest.fail(f"the run ended before {count} events (exit {process.returncode})")
+            said = stderr.read_text() if stderr is not None and stderr.exists() else ""
+            pytest.fail(f"the run ended before {count} events (exit {process.returncode}): {said}")
         time.sleep(0.005)
     pytest.fail(f"no {count} events within 30 s")
 
@@ -80,27 +83,30 @@ def test_keel_demo_killed_at_several_points_resumes_to_the_same_end(
     tmp_path: Path, kill_after_events: list[int]
 ) -> None:
     home = tmp_path / "home"
-    run = subprocess.Popen(
-        [*KEEL, "demo", "--plain", "--scripted-delay", "60"],
-        env=_env(home),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _wait_for_events(home, kill_after_events[0], run)
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as sink:
+        run = subprocess.Popen(
+            [*KEEL, "demo", "--plain", "--scripted-delay", "60"],
+            env=_env(home),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    _wait_for_events(home, kill_after_events[0], run, errors)
     _kill(run)
     (session_id,) = (str(r[0]) for r in _query(home, "SELECT id FROM sessions"))
 
     for count in kill_after_events[1:]:
         base = int(_query(home, "SELECT COUNT(*) FROM events")[0][0])  # type: ignore[call-overload]
-        again = subprocess.Popen(
-            [*KEEL, "resume", session_id, "--plain"],
-            env=_env(home),
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_events(home, base + count, again)
+        with errors.open("wb") as sink:
+            again = subprocess.Popen(
+                [*KEEL, "resume", session_id, "--plain"],
+                env=_env(home),
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
+        _wait_for_events(home, base + count, again, errors)
         _kill(again)
 
     done = subprocess.run(

@@ -48,3 +48,20 @@ async def test_a_write_waits_for_another_process_holding_the_lock(tmp_path: Path
     other.close()
     await engine.close()
     assert rows == [(1,)]
+
+
+async def test_opening_waits_for_a_reader_that_holds_the_file_for_a_moment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keel.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE t (v INTEGER)")
+    setup.execute("BEGIN")
+    setup.execute("SELECT * FROM t").fetchall()  # a shared lock in rollback-journal mode
+    release = asyncio.get_running_loop().call_later(0.3, setup.execute, "COMMIT")
+    engine = await asyncio.to_thread(SqliteEngine, path)
+    release.cancel()
+    setup.close()
+    mode = await engine.write(lambda tx: tx.fetchone("PRAGMA journal_mode"))
+    await engine.close()
+    assert mode == ("wal",)

@@ -216,7 +216,10 @@ class SqliteEngine(Engine):
                 group=False,
                 lock=threading.Lock(),
             )
-            self._inline = self._connect_writer(0)
+            # Set up with the usual patience (another process may hold a lock for a moment),
+            # then never wait: a busy file sends the work to the writer thread instead.
+            self._inline = self._connect_writer(_WAIT_FOR_LOCK_MS)
+            self._inline.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the database {path}: {error}") from None
 
