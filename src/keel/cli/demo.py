@@ -37,6 +37,7 @@ if __name__ == "__main__":
     unittest.main()
 """,
     "README.md": "# calc\n\nA tiny calculator. Run the tests with `python -m unittest`.\n",
+    ".gitignore": "__pycache__/\n*.pyc\n",
 }
 
 

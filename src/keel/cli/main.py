@@ -44,6 +44,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEMO_LATENCY_MS = 250
+CANCEL_WAIT_S = 2.0
 
 
 class _Options:
@@ -192,6 +193,43 @@ def demo(
         return await _run_session(DEMO_GOAL, None, default_team(), config, _live(plain))
 
     raise typer.Exit(_run(main))
+
+
+@app.command(name="cancel")
+def cancel_command(
+    session: Annotated[str, typer.Argument(help="The session to cancel.")],
+    task: Annotated[
+        str | None, typer.Option(help="Cancel only this task (and what depends on it).")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option(help="Why; recorded in the events.")
+    ] = "cancelled by the user",
+) -> None:
+    """Cancel a session or one of its tasks; running model calls and commands stop."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            await keel.cancel(session, task, reason=reason)
+            deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
+            while asyncio.get_running_loop().time() < deadline:
+                if task is None and (await keel.sessions.get(session)).status.is_final:
+                    out.print(f"session {session} cancelled")
+                    return
+                if task is not None and (await keel.tasks.get(task)).status.is_final:
+                    out.print(f"task {task} cancelled")
+                    return
+                await asyncio.sleep(0.05)
+            if task is not None:
+                out.print(
+                    f"no process is running session {session}: task {task} will be cancelled "
+                    f"when the session resumes (`keel resume {session}`)"
+                )
+                return
+            out.print(f"no process is running session {session}: cancelling it here")
+            finished = await keel.resume(session)
+            out.print(f"session {session} {finished.status.value}")
+
+    _run(main)
 
 
 @app.command()

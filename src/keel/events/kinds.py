@@ -9,6 +9,8 @@ SESSION_COMPLETED = "session.completed"
 SESSION_FAILED = "session.failed"
 SESSION_CANCELLED = "session.cancelled"
 
+CANCEL_REQUESTED = "cancel.requested"
+
 TASK_CREATED = "task.created"
 TASK_STATUS = "task.status"
 
@@ -36,6 +38,7 @@ DESCRIPTIONS: dict[str, str] = {
     SESSION_COMPLETED: "the session finished; payload holds the final answer and usage",
     SESSION_FAILED: "the session ended in failure; payload holds the reason",
     SESSION_CANCELLED: "the session was cancelled",
+    CANCEL_REQUESTED: "someone asked to cancel the session or one of its tasks (reason)",
     TASK_CREATED: "a task joined the tree (goal, parent, assigned agent)",
     TASK_STATUS: "a task changed status (from, to, reason)",
     NODE_ENTER: "the run loop entered a node (an agent turn, a plan, a review ...)",

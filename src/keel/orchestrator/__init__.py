@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from keel.orchestrator.flow import Flow
 from keel.orchestrator.functions import FunctionFlow, FunctionState
-from keel.orchestrator.loop import Flow, Node, Outcome, RunLoop, Unit
+from keel.orchestrator.loop import RunLoop
 from keel.orchestrator.runtime import Keel
 from keel.orchestrator.team import TeamFlow
 from keel.orchestrator.team_state import TeamState
+from keel.orchestrator.unit import Node, Outcome, Unit
 
 __all__ = [
     "Flow",

@@ -7,11 +7,12 @@ finished are not run again. Steps with side effects outside Keel should be idemp
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from pydantic import BaseModel, Field
 
-from keel.orchestrator.loop import Flow, Node, Outcome, Unit
+from keel.orchestrator.flow import Flow
+from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.types import JsonObject, SessionStatus
 
 Step = Callable[[JsonObject], Awaitable[JsonObject | None]]
@@ -35,10 +36,10 @@ class FunctionFlow(Flow[FunctionState]):
     def start(self, unit: Unit) -> FunctionState:
         return FunctionState(data=self._data)
 
-    def next(self, state: FunctionState) -> Node | None:
-        if state.index >= len(self.steps):
-            return None
-        return Node(f"{state.index}:{self._names[state.index]}", "step")
+    def ready(self, state: FunctionState, running: Collection[str]) -> list[Node]:
+        if state.index >= len(self.steps) or running:
+            return []
+        return [Node(f"{state.index}:{self._names[state.index]}", "step")]
 
     async def run(self, node: Node, state: FunctionState, unit: Unit) -> JsonObject:
         return await self.steps[state.index](dict(state.data)) or {}

@@ -18,6 +18,7 @@ from keel.config import Settings
 from keel.errors import ConfigError, SessionNotResumable
 from keel.events import EventLog
 from keel.ids import new_id
+from keel.orchestrator import cancel
 from keel.orchestrator.functions import FunctionFlow, FunctionState
 from keel.orchestrator.loop import RunLoop
 from keel.orchestrator.session_config import SessionConfig
@@ -154,11 +155,30 @@ class Keel:
                 agent_tools=agent_tools,
                 workspace=config.workspace_path(),
                 task_budget=config.task_budget,
+                max_concurrency=config.max_concurrency,
+                fail_fast=config.on_task_failure == "fail_fast",
             )
             await self._loop.run(session_id, flow)
         return await self.sessions.get(session_id)
 
     resume = run
+
+    async def cancel(
+        self,
+        session_id: str,
+        task_id: str | None = None,
+        *,
+        reason: str = "cancelled by the user",
+        actor: str = "user",
+    ) -> None:
+        """Ask to cancel a session (or one task and what depends on it). The process running
+        it stops the work within a second; a session no process runs is cancelled when it
+        is next resumed (`keel cancel` does that at once)."""
+        await self.engine.write(
+            lambda tx: cancel.request_in(tx, self.run_id, session_id, task_id, reason, actor)
+        )
+        self.events.notify(session_id)
+        self._loop.nudge()
 
     async def start_flow(self, name: str, *, user_id: str = "local") -> Session:
         """Create a session for a durable function flow named `name`."""

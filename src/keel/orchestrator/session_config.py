@@ -22,6 +22,12 @@ class SessionConfig(KeelModel):
     model_max_attempts: int = Field(default=4, ge=1, le=20)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     task_budget: Budget | None = None
+    max_concurrency: int = Field(default=4, ge=1, le=256, description="Nodes run at once.")
+    on_task_failure: Literal["fail_fast", "wait_all"] = Field(
+        default="fail_fast",
+        description="fail_fast: start nothing new once a task fails; wait_all: let the "
+        "tasks that do not depend on it finish first.",
+    )
 
     @staticmethod
     def read(data: JsonObject | None) -> SessionConfig:

@@ -10,7 +10,7 @@ planner the goal is a single task; without a reviewer the last answers are the r
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from keel.errors import ModelError, PlanError
@@ -18,11 +18,12 @@ from keel.events import kinds
 from keel.ids import new_id
 from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
 from keel.orchestrator.budget import Overrun, overrun, remaining_s
-from keel.orchestrator.loop import Flow, Node, Outcome, Unit
+from keel.orchestrator.flow import Flow
 from keel.orchestrator.planner import PLAN_FORMAT, Plan, PlannedTask, parse_plan
 from keel.orchestrator.router import route
 from keel.orchestrator.team_state import TaskRun, TeamState
 from keel.orchestrator.turn import call_model, next_batch, run_tools
+from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
 from keel.tools import Tool, ToolContext, ToolExecutor
@@ -48,8 +49,12 @@ class TeamFlow(Flow[TeamState]):
         agent_tools: Mapping[str, Mapping[str, Tool]] | None = None,
         workspace: Path | None = None,
         task_budget: Budget | None = None,
+        max_concurrency: int = 4,
+        fail_fast: bool = True,
     ) -> None:
         self.session = session
+        self.max_concurrency = max_concurrency
+        self.fail_fast = fail_fast
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
         self._models: dict[str, RetryingModel] = {}
@@ -122,25 +127,45 @@ class TeamFlow(Flow[TeamState]):
         unit.do(create_root)
         return TeamState(root_task_id=root_id)
 
-    def next(self, state: TeamState) -> Node | None:
-        if state.error is not None:
-            return None
+    def ready(self, state: TeamState, running: Collection[str]) -> list[Node]:
         if not state.planned:
-            return Node("plan", "plan", state.root_task_id)
-        task_id = state.current()
-        if task_id is None:
-            return None
+            return [] if "plan" in running else [Node("plan", "plan", state.root_task_id)]
+        if state.error is not None and self.fail_fast:
+            return []
+        busy = {node_id.split(":")[1] for node_id in running if node_id.count(":") >= 2}
+        workers_done = all(t in state.finished for t in state.order if t not in state.reviews)
+        nodes: list[Node] = []
+        for task_id in state.order:
+            if task_id in state.finished or task_id in busy:
+                continue
+            if task_id in state.reviews:
+                if not workers_done:
+                    continue
+            elif not all(needed in state.outputs for needed in state.depends.get(task_id, [])):
+                continue
+            nodes.append(self._next_node(state, task_id))
+        return nodes
+
+    def _next_node(self, state: TeamState, task_id: str) -> Node:
         run = state.runs.get(task_id)
         if run is not None and run.pending:
             return Node(f"tools:{task_id}:{run.turns}:{run.pending[0].id}", "tools", task_id)
         return Node(f"model:{task_id}:{(run.turns if run else 0) + 1}", "model", task_id)
 
     def enter(self, node: Node, state: TeamState, unit: Unit) -> None:
-        if node.kind == "model" and node.task_id and node.task_id not in state.runs:
-            task_id = node.task_id
+        task_id = node.task_id
+        if task_id is None:
+            return
+        if node.kind == "model" and task_id not in state.runs:
             unit.do(
                 lambda tx: TaskRegistry.transition_in(tx, unit.run_id, task_id, TaskStatus.RUNNING)
             )
+        elif node.kind == "tools":
+            # The journal: each call is recorded as started before it runs.
+            agent = self.agents[state.assigned[task_id]]
+            for call in next_batch(state.runs[task_id].pending, self._executor(agent)):
+                payload = {"callId": call.id, "tool": call.name, "arguments": call.arguments}
+                unit.emit(kinds.TOOL_CALL, payload, task_id=task_id, actor=agent.name)
 
     async def run(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
         started = time.perf_counter()
@@ -217,8 +242,13 @@ class TeamFlow(Flow[TeamState]):
         update: dict[str, object] = {"runs": runs}
         if "error" in result:
             runs.pop(task_id)
-            update["error"] = f"task {task_id} failed: {result['error']}"
-            update["finished"] = [*state.finished, task_id]
+            skipped = [t for t in result.get("cancelledDependents", []) if t not in state.finished]
+            for dependent in skipped:
+                runs.pop(dependent, None)
+            update["error"] = state.error or f"task {task_id} failed: {result['error']}"
+            update["failed"] = [*state.failed, task_id]
+            update["cancelled"] = [*state.cancelled, *skipped]
+            update["finished"] = [*state.finished, task_id, *skipped]
         elif result.get("done"):
             runs.pop(task_id)
             update["outputs"] = {**state.outputs, task_id: result["message"]["content"]}
@@ -248,10 +278,13 @@ class TeamFlow(Flow[TeamState]):
 
             unit.do(fail)
             return Outcome(SessionStatus.FAILED, None, {"reason": error, **summary})
-        if state.reviews:
-            answer = state.outputs[state.reviews[-1]]
+        reviewed = [t for t in state.reviews if t in state.outputs]
+        if reviewed:
+            answer = state.outputs[reviewed[-1]]
         else:
-            answer = "\n".join(state.outputs[t] for t in state.order)
+            answer = "\n".join(state.outputs[t] for t in state.order if t in state.outputs)
+        if state.cancelled:
+            summary["cancelledTasks"] = list(state.cancelled)
         unit.do(
             lambda tx: TaskRegistry.transition_in(
                 tx, run_id, root_id, TaskStatus.DONE, output={"text": answer}
@@ -259,15 +292,67 @@ class TeamFlow(Flow[TeamState]):
         )
         return Outcome(SessionStatus.DONE, answer, {"finalAnswer": answer, **summary})
 
+    def cancel(
+        self, state: TeamState, task_ids: Collection[str] | None, unit: Unit
+    ) -> tuple[TeamState, set[str]]:
+        unfinished = [t for t in state.order if t not in state.finished]
+        if task_ids is None:
+            chosen = set(unfinished)
+        else:
+            asked = set(task_ids)
+            chosen = {t for t in (asked | state.dependents(asked)) if t in unfinished}
+        whole = task_ids is None or state.root_task_id in (task_ids or ())
+        if whole:
+            chosen = set(unfinished)
+        order = [t for t in unfinished if t in chosen]
+        run_id, root_id = unit.run_id, state.root_task_id
+        asked_for = set(task_ids or ())
+
+        def cancel_tasks(tx: Tx) -> None:
+            for task_id in order:
+                reason = (
+                    "cancelled"
+                    if task_id in asked_for or whole
+                    else "a task it needs was cancelled"
+                )
+                TaskRegistry.transition_in(tx, run_id, task_id, TaskStatus.CANCELLED, reason=reason)
+            if whole:
+                TaskRegistry.transition_in(
+                    tx, run_id, root_id, TaskStatus.CANCELLED, reason="the session was cancelled"
+                )
+
+        unit.do(cancel_tasks)
+        runs = {t: run for t, run in state.runs.items() if t not in chosen}
+        new_state = state.model_copy(
+            update={
+                "runs": runs,
+                "planned": True,
+                "cancelled": [*state.cancelled, *order],
+                "finished": [*state.finished, *order],
+            }
+        )
+        return new_state, chosen | ({root_id} if whole else set())
+
     # -- the nodes ----------------------------------------------------------------------------
 
-    def _fail_task(self, unit: Unit, task_id: str, reason: str) -> None:
+    def _fail_task(self, unit: Unit, state: TeamState, task_id: str, reason: str) -> JsonObject:
+        """Fail the task and cancel what depends on it; return the node's result."""
         run_id = unit.run_id
-        unit.do(
-            lambda tx: TaskRegistry.transition_in(
-                tx, run_id, task_id, TaskStatus.FAILED, reason=reason
-            )
-        )
+        dependents = sorted(state.dependents({task_id}) - set(state.finished))
+
+        def fail(tx: Tx) -> None:
+            TaskRegistry.transition_in(tx, run_id, task_id, TaskStatus.FAILED, reason=reason)
+            for dependent in dependents:
+                TaskRegistry.transition_in(
+                    tx,
+                    run_id,
+                    dependent,
+                    TaskStatus.CANCELLED,
+                    reason=f"it depends on task {task_id}, which failed",
+                )
+
+        unit.do(fail)
+        return {"error": reason, "cancelledDependents": dependents}
 
     async def _model_turn(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
         task_id = node.task_id
@@ -276,7 +361,7 @@ class TeamFlow(Flow[TeamState]):
         run = state.runs.get(task_id) or TaskRun(messages=self._opening(state, task_id))
         spent = self._overrun(state, run)
         if spent is not None:
-            return self._over_budget(unit, task_id, spent)
+            return self._over_budget(unit, state, task_id, spent)
         executor = self._executor(agent)
         specs = [tool.spec() for tool in executor.tools.values()]
         time_left = remaining_s(
@@ -287,9 +372,7 @@ class TeamFlow(Flow[TeamState]):
                 agent, self._model(agent), run.messages, specs, unit, task_id, time_left
             )
         except ModelError as error:
-            reason = str(error)
-            self._fail_task(unit, task_id, reason)
-            return {"error": reason}
+            return self._fail_task(unit, state, task_id, str(error))
         response = turn.response
         result: JsonObject = {
             "message": response.message.model_dump(mode="json", exclude_defaults=True),
@@ -300,7 +383,7 @@ class TeamFlow(Flow[TeamState]):
         charged = state.charged(agent.name, task_id, response.usage, turn.duration_ms)
         spent = self._overrun(charged, after)
         if spent is not None:
-            return {**result, **self._over_budget(unit, task_id, spent)}
+            return {**result, **self._over_budget(unit, state, task_id, spent)}
         calls = response.message.tool_calls
         if not calls:
             text = response.message.content
@@ -313,18 +396,17 @@ class TeamFlow(Flow[TeamState]):
         bad_turns = run.bad_turns + 1 if any(c.invalid_arguments for c in calls) else 0
         if bad_turns >= MAX_BAD_TURNS:
             reason = f"the model gave malformed tool calls {bad_turns} turns in a row"
-            self._fail_task(unit, task_id, reason)
-            return {**result, "error": reason}
+            return {**result, **self._fail_task(unit, state, task_id, reason)}
         if run.turns + 1 >= agent.max_turns:
             reason = f"reached the limit of {agent.max_turns} turns without a final answer"
-            self._fail_task(unit, task_id, reason)
-            return {**result, "error": reason}
+            return {**result, **self._fail_task(unit, state, task_id, reason)}
         return result
 
-    def _over_budget(self, unit: Unit, task_id: str, spent: Overrun) -> JsonObject:
+    def _over_budget(
+        self, unit: Unit, state: TeamState, task_id: str, spent: Overrun
+    ) -> JsonObject:
         unit.emit(kinds.BUDGET_EXCEEDED, spent.to_json(), task_id=task_id)
-        self._fail_task(unit, task_id, spent.reason)
-        return {"error": spent.reason}
+        return self._fail_task(unit, state, task_id, spent.reason)
 
     async def _tool_batch(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
         task_id = node.task_id
@@ -352,6 +434,7 @@ class TeamFlow(Flow[TeamState]):
             update={
                 "planned": True,
                 "order": [t["id"] for t in planned],
+                "depends": {t["id"]: t["dependsOn"] for t in planned},
                 "goals": {t["id"]: t["goal"] for t in planned},
                 "assigned": {t["id"]: t["agent"] for t in planned},
                 "reviews": [t["id"] for t in planned if t["role"] == REVIEWER_ROLE],
@@ -389,15 +472,17 @@ class TeamFlow(Flow[TeamState]):
         planned: list[JsonObject] = []
         reasons: list[str] = []
         agents = list(self.agents.values())
-        for item in plan.tasks:
+        ids = [new_id("t") for _ in plan.tasks]
+        for index, item in enumerate(plan.tasks):
             chosen = route(item.role, agents, load)
             load[chosen.agent.name] = load.get(chosen.agent.name, 0) + 1
             planned.append(
                 {
-                    "id": new_id("t"),
+                    "id": ids[index],
                     "goal": item.goal,
                     "role": item.role,
                     "agent": chosen.agent.name,
+                    "dependsOn": [ids[needed] for needed in plan.dependencies(index)],
                 }
             )
             reasons.append(chosen.reason)
@@ -405,7 +490,13 @@ class TeamFlow(Flow[TeamState]):
         if reviewer is not None:
             goal = f"Review the results of: {self.session.goal}"
             planned.append(
-                {"id": new_id("t"), "goal": goal, "role": REVIEWER_ROLE, "agent": reviewer.name}
+                {
+                    "id": new_id("t"),
+                    "goal": goal,
+                    "role": REVIEWER_ROLE,
+                    "agent": reviewer.name,
+                    "dependsOn": list(ids),
+                }
             )
             reasons.append(f"the session's reviewer ({REVIEWER_ROLE})")
         session_id = self.session.id

@@ -27,7 +27,10 @@ class TeamState(BaseModel):
     root_task_id: str
     planned: bool = False
     order: list[str] = Field(default_factory=list)
+    depends: dict[str, list[str]] = Field(default_factory=dict)
     finished: list[str] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
+    cancelled: list[str] = Field(default_factory=list)
     goals: dict[str, str] = Field(default_factory=dict)
     assigned: dict[str, str] = Field(default_factory=dict)
     reviews: list[str] = Field(default_factory=list)
@@ -38,8 +41,19 @@ class TeamState(BaseModel):
     elapsed_ms: float = 0.0
     error: str | None = None
 
-    def current(self) -> str | None:
-        return next((t for t in self.order if t not in self.finished), None)
+    def dependents(self, task_ids: set[str]) -> set[str]:
+        """Every task that waits, directly or not, on one of `task_ids` (reviews excluded:
+        a review looks at whatever finished)."""
+        found: set[str] = set()
+        frontier = set(task_ids)
+        while frontier:
+            frontier = {
+                t
+                for t, needs in self.depends.items()
+                if t not in found and t not in self.reviews and frontier & set(needs)
+            }
+            found |= frontier
+        return found
 
     def total_usage(self) -> Usage:
         return total(list(self.agent_usage.values()))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from keel.errors import ModelUnavailable
 from keel.events import kinds
 from keel.models import Message, ModelResponse, RetryingModel, ToolCall, ToolSpec
-from keel.orchestrator.loop import Unit
+from keel.orchestrator.unit import Unit
 from keel.tools import ToolContext, ToolExecutor, ToolOutcome
 from keel.types import AgentDefinition
 
@@ -145,8 +145,6 @@ async def run_tools(
     def emit(kind: str, payload: dict[str, object]) -> None:
         unit.emit(kind, payload, task_id=context.task_id, actor=agent.name)
 
-    for call in calls:
-        emit(kinds.TOOL_CALL, {"callId": call.id, "tool": call.name, "arguments": call.arguments})
     outcomes = list(
         await asyncio.gather(*(executor.execute(agent, c, context, emit) for c in calls))
     )

@@ -41,9 +41,8 @@ def available() -> list[Migration]:
     return found
 
 
-def _current(tx: Tx) -> int:
-    row = tx.fetchone("SELECT MAX(version) FROM keel_schema")
-    return int(row[0]) if row and row[0] is not None else 0
+def _applied(tx: Tx) -> set[int]:
+    return {int(version) for (version,) in tx.fetchall("SELECT version FROM keel_schema")}
 
 
 async def migrate(engine: Engine) -> int:
@@ -58,7 +57,8 @@ async def migrate(engine: Engine) -> int:
             "CREATE TABLE IF NOT EXISTS keel_schema ("
             "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
         )
-        current = _current(tx)
+        applied = _applied(tx)
+        current = max(applied, default=0)
         if current > latest:
             raise MigrationError(
                 f"the database {engine.url} has schema version {current}, newer than this "
@@ -66,7 +66,7 @@ async def migrate(engine: Engine) -> int:
                 "elsewhere"
             )
         for migration in migrations:
-            if migration.version <= current:
+            if migration.version in applied:
                 continue
             for statement in migration.statements:
                 tx.execute(statement)
