@@ -135,13 +135,13 @@ def sleeper_script(seconds: int) -> str:
 SHELL = [{"level": "L3", "scope": "shell:exec"}]
 
 
-async def wait_for(keel: Keel, session_id: str, kind: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(keel: Keel, session_id: str, kind: str) -> None:
+    deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if any(e.type == kind for e in await keel.events.read(session_id)):
             return
         await asyncio.sleep(0.02)
-    pytest.fail(f"no {kind} event within {timeout} s")
+    pytest.fail(f"no {kind} event within 5 s")
 
 
 async def test_cancelling_a_session_stops_its_commands_within_a_second(
