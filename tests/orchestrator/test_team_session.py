@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -66,7 +67,7 @@ async def test_without_a_planner_or_reviewer_the_goal_is_one_task(keel: Keel) ->
     assert finished.status is SessionStatus.DONE
     assert finished.final_answer == "Done: fix the bug, and checked against the session goal."
     plan = [e for e in await keel.events.read(session.id) if e.type == kinds.PLAN_CREATED]
-    assert plan[0].payload["source"] == "no planner: the goal is one task"
+    assert plan[0].payload["source"].startswith("no planner: the goal is one task")
 
 
 async def test_a_plan_that_is_not_json_fails_the_session_with_the_reason(keel: Keel) -> None:
@@ -115,3 +116,41 @@ async def test_a_model_that_runs_out_of_replies_fails_its_task_and_the_session(
     assert finished.status is SessionStatus.FAILED
     tasks = {t.goal: t.status for t in await keel.tasks.list(session.id)}
     assert set(tasks.values()) == {TaskStatus.FAILED}
+
+
+async def test_routing_matches_capabilities_and_asks_the_router_when_rules_cannot(
+    keel: Keel,
+) -> None:
+    register_script(
+        "capable-planner",
+        [
+            json.dumps(
+                {
+                    "tasks": [
+                        {"goal": "Write SQL", "role": "worker", "capabilities": ["sql"]},
+                        {"goal": "Ask the designer about colours", "role": "artist"},
+                    ]
+                }
+            )
+        ],
+    )
+    session = await keel.create_session(
+        "Build it",
+        [
+            {"name": "planner", "role": "planner", "model": "scripted:capable-planner"},
+            {"name": "generalist", "role": "worker", "model": "scripted:worker"},
+            {"name": "dba", "role": "worker", "model": "scripted:worker", "capabilities": ["sql"]},
+            {"name": "designer", "role": "design", "model": "scripted:worker"},
+            {"name": "dispatch", "role": "router", "model": "scripted:router"},
+        ],
+    )
+    finished = await keel.run(session.id)
+    events = await keel.events.read(session.id)
+    routes = {e.task_id: e.payload for e in events if e.type == kinds.ROUTE_DECIDED}
+    goals = {e.task_id: e.payload["goal"] for e in events if e.type == kinds.TASK_CREATED}
+    by_goal = {goals[t]: r for t, r in routes.items()}
+    assert finished.status is SessionStatus.DONE
+    assert by_goal["Write SQL"]["agent"] == "dba"
+    assert "with sql" in by_goal["Write SQL"]["reason"]
+    assert by_goal["Ask the designer about colours"]["agent"] == "designer"
+    assert by_goal["Ask the designer about colours"]["reason"].startswith("router dispatch")

@@ -18,6 +18,8 @@ NODE_ENTER = "workflow.node.enter"
 NODE_EXIT = "workflow.node.exit"
 
 PLAN_CREATED = "plan.created"
+TASK_DELEGATED = "task.delegated"
+HANDOFF = "handoff"
 ROUTE_DECIDED = "route.decided"
 MODEL_CALL = "model.call"
 MODEL_DELTA = "model.delta"
@@ -45,6 +47,8 @@ DESCRIPTIONS: dict[str, str] = {
     NODE_EXIT: "the run loop finished a node; its result is checkpointed with this event",
     PLAN_CREATED: "the planner's plan was validated and turned into tasks",
     ROUTE_DECIDED: "a task was routed to an agent, with the reason",
+    TASK_DELEGATED: "an agent delegated a sub-task (child task, goal, role, agent, budget)",
+    HANDOFF: "an agent passed its task to another agent, with a note",
     MODEL_CALL: "a model call finished (agent, model, token usage, duration)",
     MODEL_DELTA: "streamed model text, published while the call runs (not a result)",
     MODEL_RETRY: "a model call failed in a way a retry may fix; the next attempt is due",

@@ -155,6 +155,18 @@ def review_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Rep
     return f"Reviewed {count}.{last} {verdict}"
 
 
+def route_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
+    """Choose the listed agent whose name or role the task mentions, else the first."""
+    prompt = last_user(messages)
+    task = re.search(r"^Task: (.+)$", prompt, flags=re.M)
+    listed: list[tuple[str, str]] = re.findall(r"^- (\S+) \(role (\S+);", prompt, flags=re.M)
+    words = set(re.findall(r"\w+", task[1].lower())) if task else set()
+    for name, role in listed:
+        if name.lower() in words or role.lower() in words:
+            return name
+    return listed[0][0] if listed else "nobody"
+
+
 def echo_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:
     return last_user(messages)
 
@@ -165,5 +177,6 @@ BUILTIN_SCRIPTS = {
     "coder": code_script,
     "tester": test_script,
     "reviewer": review_script,
+    "router": route_script,
     "echo": echo_script,
 }

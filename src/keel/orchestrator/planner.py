@@ -25,6 +25,7 @@ class PlannedTask(BaseModel):
 
     goal: str = Field(min_length=1)
     role: str = Field(default="worker", min_length=1)
+    capabilities: list[str] = Field(default_factory=list)
     depends_on: list[int] | None = Field(default=None, alias="dependsOn")
 
 

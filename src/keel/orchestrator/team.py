@@ -18,15 +18,31 @@ from keel.events import kinds
 from keel.ids import new_id
 from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
 from keel.orchestrator.budget import Overrun, overrun, remaining_s
+from keel.orchestrator.delegation import (
+    admit,
+    answer_parent,
+    delegate,
+    handoff,
+    reduce_delegated,
+    remaining,
+)
 from keel.orchestrator.flow import Flow
 from keel.orchestrator.planner import PLAN_FORMAT, Plan, PlannedTask, parse_plan
-from keel.orchestrator.router import route
+from keel.orchestrator.router import (
+    ROUTER_ROLE,
+    NoRoute,
+    Route,
+    read_router_answer,
+    route,
+    router_prompt,
+)
 from keel.orchestrator.team_state import TaskRun, TeamState
 from keel.orchestrator.turn import call_model, next_batch, run_tools
 from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
 from keel.tools import Tool, ToolContext, ToolExecutor
+from keel.tools.orchestration import ORCHESTRATION_TOOLS
 from keel.types import AgentDefinition, Budget, JsonObject, Session, SessionStatus, TaskStatus
 
 PLANNER_ROLE = "planner"
@@ -101,9 +117,12 @@ class TeamFlow(Flow[TeamState]):
                 prompt += f"\n\nEarlier results:\n{results}"
         return [Message(role="system", content=system), Message(role="user", content=prompt)]
 
-    def _overrun(self, state: TeamState, run: TaskRun) -> Overrun | None:
+    def _task_budget(self, state: TeamState, task_id: str) -> Budget | None:
+        return state.budgets.get(task_id) or self.task_budget
+
+    def _overrun(self, state: TeamState, task_id: str, run: TaskRun) -> Overrun | None:
         return overrun("session", self.session.budget, state.spent()) or overrun(
-            "task", self.task_budget, run.spent()
+            "task", self._task_budget(state, task_id), run.spent()
         )
 
     # -- the flow --------------------------------------------------------------------------
@@ -137,6 +156,9 @@ class TeamFlow(Flow[TeamState]):
         nodes: list[Node] = []
         for task_id in state.order:
             if task_id in state.finished or task_id in busy:
+                continue
+            run = state.runs.get(task_id)
+            if run is not None and run.waiting:
                 continue
             if task_id in state.reviews:
                 if not workers_done:
@@ -226,6 +248,10 @@ class TeamFlow(Flow[TeamState]):
                     "bad_turns": run.bad_turns + 1 if bad else 0,
                 }
             )
+        elif node.kind == "tools" and "delegated" in result:
+            return reduce_delegated(state, task_id, run, result)
+        elif node.kind == "tools" and "handoff" in result:
+            return self._reduce_handoff(state, task_id, run, result["handoff"])
         elif node.kind == "tools":
             outcomes = result["outcomes"]
             answers = [
@@ -245,15 +271,33 @@ class TeamFlow(Flow[TeamState]):
             skipped = [t for t in result.get("cancelledDependents", []) if t not in state.finished]
             for dependent in skipped:
                 runs.pop(dependent, None)
-            update["error"] = state.error or f"task {task_id} failed: {result['error']}"
+            if task_id not in state.parents:  # a delegated task's failure goes to its parent
+                update["error"] = state.error or f"task {task_id} failed: {result['error']}"
             update["failed"] = [*state.failed, task_id]
             update["cancelled"] = [*state.cancelled, *skipped]
             update["finished"] = [*state.finished, task_id, *skipped]
-        elif result.get("done"):
+            state = state.model_copy(update=update)
+            return answer_parent(state, task_id, f"error: the sub-task failed: {result['error']}")
+        if result.get("done"):
             runs.pop(task_id)
-            update["outputs"] = {**state.outputs, task_id: result["message"]["content"]}
+            text = result["message"]["content"]
+            update["outputs"] = {**state.outputs, task_id: text}
             update["finished"] = [*state.finished, task_id]
+            return answer_parent(state.model_copy(update=update), task_id, text)
         return state.model_copy(update=update)
+
+    def _reduce_handoff(
+        self, state: TeamState, task_id: str, run: TaskRun, handoff: JsonObject
+    ) -> TeamState:
+        """The task starts over with the new agent: its goal, and the note, nothing else."""
+        state = state.model_copy(update={"assigned": {**state.assigned, task_id: handoff["agent"]}})
+        note = f"{handoff['from']} handed this task to you. Their note: {handoff['note'] or '-'}"
+        fresh = TaskRun(
+            messages=[*self._opening(state, task_id), Message(role="user", content=note)],
+            usage=run.usage,
+            elapsed_ms=run.elapsed_ms,
+        )
+        return state.model_copy(update={"runs": {**state.runs, task_id: fresh}})
 
     def outcome(self, state: TeamState, unit: Unit) -> Outcome:
         root_id, run_id = state.root_task_id, unit.run_id
@@ -282,7 +326,11 @@ class TeamFlow(Flow[TeamState]):
         if reviewed:
             answer = state.outputs[reviewed[-1]]
         else:
-            answer = "\n".join(state.outputs[t] for t in state.order if t in state.outputs)
+            answer = "\n".join(
+                state.outputs[t]
+                for t in state.order
+                if t in state.outputs and t not in state.parents
+            )
         if state.cancelled:
             summary["cancelledTasks"] = list(state.cancelled)
         unit.do(
@@ -300,7 +348,9 @@ class TeamFlow(Flow[TeamState]):
             chosen = set(unfinished)
         else:
             asked = set(task_ids)
-            chosen = {t for t in (asked | state.dependents(asked)) if t in unfinished}
+            related = asked | state.dependents(asked)
+            related |= state.descendants(related)
+            chosen = {t for t in related if t in unfinished}
         whole = task_ids is None or state.root_task_id in (task_ids or ())
         if whole:
             chosen = set(unfinished)
@@ -359,13 +409,16 @@ class TeamFlow(Flow[TeamState]):
         assert task_id is not None
         agent = self.agents[state.assigned[task_id]]
         run = state.runs.get(task_id) or TaskRun(messages=self._opening(state, task_id))
-        spent = self._overrun(state, run)
+        spent = self._overrun(state, task_id, run)
         if spent is not None:
             return self._over_budget(unit, state, task_id, spent)
         executor = self._executor(agent)
         specs = [tool.spec() for tool in executor.tools.values()]
         time_left = remaining_s(
-            [(self.session.budget, state.spent()), (self.task_budget, run.spent())]
+            [
+                (self.session.budget, state.spent()),
+                (self._task_budget(state, task_id), run.spent()),
+            ]
         )
         try:
             turn = await call_model(
@@ -381,7 +434,7 @@ class TeamFlow(Flow[TeamState]):
         }
         after = run.model_copy(update={"usage": run.usage + response.usage})
         charged = state.charged(agent.name, task_id, response.usage, turn.duration_ms)
-        spent = self._overrun(charged, after)
+        spent = self._overrun(charged, task_id, after)
         if spent is not None:
             return {**result, **self._over_budget(unit, state, task_id, spent)}
         calls = response.message.tool_calls
@@ -414,8 +467,30 @@ class TeamFlow(Flow[TeamState]):
         agent = self.agents[state.assigned[task_id]]
         executor = self._executor(agent)
         batch: list[ToolCall] = next_batch(state.runs[task_id].pending, executor)
+        if batch[0].name in ORCHESTRATION_TOOLS and executor.tool(batch[0].name) is not None:
+            return self._orchestrate(state, agent, batch[0], unit, task_id)
         outcomes = await run_tools(executor, agent, batch, self._context(agent, task_id), unit)
         return {"outcomes": [outcome.to_json() for outcome in outcomes]}
+
+    def _orchestrate(
+        self, state: TeamState, agent: AgentDefinition, call: ToolCall, unit: Unit, task_id: str
+    ) -> JsonObject:
+        tool = self._executor(agent).tool(call.name)
+        assert tool is not None
+        refused = admit(agent, tool, call, unit, task_id)
+        if refused:
+            return refused  # type: ignore[return-value]
+        if call.name == "handoff":
+            return handoff(state, self.agents, agent, call, unit, task_id)
+        run = state.runs[task_id]
+        budget = remaining(
+            [
+                (self.session.budget, state.spent()),
+                (self._task_budget(state, task_id), run.spent()),
+            ]
+        )
+        agents = list(self.agents.values())
+        return delegate(state, agents, agent, call, unit, task_id, budget)
 
     def _reduce_plan(self, state: TeamState, result: JsonObject, elapsed: float) -> TeamState:
         if "error" in result:
@@ -430,6 +505,9 @@ class TeamFlow(Flow[TeamState]):
             )
         else:
             state = state.model_copy(update={"elapsed_ms": state.elapsed_ms + elapsed})
+        for charge in result.get("routerCharges", []):
+            usage = Usage.model_validate(charge["usage"])
+            state = state.charged(charge["agent"], state.root_task_id, usage, 0.0)
         return state.model_copy(
             update={
                 "planned": True,
@@ -445,12 +523,17 @@ class TeamFlow(Flow[TeamState]):
         planner = self._by_role(PLANNER_ROLE)
         root_id = state.root_task_id
         result: JsonObject = {}
-        others = sorted({a.role for a in self.agents.values()} - {PLANNER_ROLE, REVIEWER_ROLE})
+        special = {PLANNER_ROLE, REVIEWER_ROLE, ROUTER_ROLE}
+        others = sorted({a.role for a in self.agents.values()} - special)
         if planner is None:
-            if not others:
+            first = next(
+                (a for a in self.agents.values() if a.role not in special),
+                None,
+            )
+            if first is None:
                 raise PlanError("the session has no agent to do its goal; register a worker")
-            plan = Plan(tasks=[PlannedTask(goal=self.session.goal, role=others[0])])
-            source = "no planner: the goal is one task"
+            plan = Plan(tasks=[PlannedTask(goal=self.session.goal, role=first.role)])
+            source = "no planner: the goal is one task, for the first agent listed"
         else:
             prompt = (
                 f"Goal: {self.session.goal}\n\nRoles you can assign: {', '.join(others)}.\n"
@@ -465,16 +548,42 @@ class TeamFlow(Flow[TeamState]):
             result = {"agent": planner.name, "usage": turn.response.usage.model_dump()}
             plan = parse_plan(turn.response.message.content)
             source = f"planner {planner.name}"
-        return {**result, "tasks": self._route(plan, unit, root_id, source)}
+        charges: list[JsonObject] = []
+        tasks = await self._route(plan, unit, root_id, source, charges)
+        return {**result, "tasks": tasks, "routerCharges": charges}
 
-    def _route(self, plan: Plan, unit: Unit, root_id: str, source: str) -> list[JsonObject]:
+    async def _choose(
+        self,
+        item: PlannedTask,
+        load: dict[str, int],
+        unit: Unit,
+        root_id: str,
+        charges: list[JsonObject],
+    ) -> Route:
+        """The rules' choice; when they find no one, the router agent's."""
+        agents = list(self.agents.values())
+        try:
+            return route(item.role, agents, load, item.capabilities)
+        except NoRoute:
+            router = self._by_role(ROUTER_ROLE)
+            if router is None:
+                raise
+        prompt = router_prompt(item.goal, item.role, item.capabilities, agents)
+        messages = [Message(role="user", content=prompt)]
+        turn = await call_model(router, self._model(router), messages, [], unit, root_id, None)
+        charges.append({"agent": router.name, "usage": turn.response.usage.model_dump()})
+        chosen = read_router_answer(turn.response.message.content, agents)
+        return Route(chosen, f"router {router.name} chose it (no agent matched the rules)")
+
+    async def _route(
+        self, plan: Plan, unit: Unit, root_id: str, source: str, charges: list[JsonObject]
+    ) -> list[JsonObject]:
         load: dict[str, int] = {}
         planned: list[JsonObject] = []
         reasons: list[str] = []
-        agents = list(self.agents.values())
         ids = [new_id("t") for _ in plan.tasks]
         for index, item in enumerate(plan.tasks):
-            chosen = route(item.role, agents, load)
+            chosen = await self._choose(item, load, unit, root_id, charges)
             load[chosen.agent.name] = load.get(chosen.agent.name, 0) + 1
             planned.append(
                 {

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from keel.models import Message, ToolCall, Usage
 from keel.orchestrator.budget import Spent, total
+from keel.types import Budget
 
 
 class TaskRun(BaseModel):
@@ -18,6 +19,9 @@ class TaskRun(BaseModel):
     bad_turns: int = 0
     usage: Usage = Field(default_factory=Usage)
     elapsed_ms: float = 0.0
+    waiting: dict[str, str] = Field(
+        default_factory=dict, description="Delegate calls still open: call id -> child task."
+    )
 
     def spent(self) -> Spent:
         return Spent(self.usage.total, self.elapsed_ms)
@@ -34,12 +38,25 @@ class TeamState(BaseModel):
     goals: dict[str, str] = Field(default_factory=dict)
     assigned: dict[str, str] = Field(default_factory=dict)
     reviews: list[str] = Field(default_factory=list)
+    parents: dict[str, str] = Field(
+        default_factory=dict, description="Delegated task -> the task that delegated it."
+    )
+    budgets: dict[str, Budget] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
     runs: dict[str, TaskRun] = Field(default_factory=dict)
     agent_usage: dict[str, Usage] = Field(default_factory=dict)
     task_usage: dict[str, Usage] = Field(default_factory=dict)
     elapsed_ms: float = 0.0
     error: str | None = None
+
+    def descendants(self, task_ids: set[str]) -> set[str]:
+        """Every task delegated, directly or not, by one of `task_ids`."""
+        found: set[str] = set()
+        frontier = set(task_ids)
+        while frontier:
+            frontier = {child for child, parent in self.parents.items() if parent in frontier}
+            found |= frontier
+        return found
 
     def dependents(self, task_ids: set[str]) -> set[str]:
         """Every task that waits, directly or not, on one of `task_ids` (reviews excluded:

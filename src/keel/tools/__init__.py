@@ -6,6 +6,7 @@ from __future__ import annotations
 from keel.tools.base import Tool, ToolContext, ToolError, TypedTool
 from keel.tools.executor import ToolExecutor, ToolOutcome
 from keel.tools.files import EditFile, Glob, Grep, ListDir, ReadFile, WriteFile
+from keel.tools.orchestration import Delegate, Handoff
 from keel.tools.shell import RunCommand
 
 __all__ = [
@@ -29,6 +30,8 @@ def builtin_tools() -> dict[str, Tool]:
         Glob(),
         Grep(),
         RunCommand(),
+        Delegate(),
+        Handoff(),
     ]
     return {tool.name: tool for tool in tools}
 
