@@ -84,11 +84,15 @@ class UnknownModelProvider(ModelError):
 
 
 class ModelUnavailable(ModelError):
-    """A failure that a retry may fix: rate limit, server error, lost connection, timeout."""
+    """A failure that a retry may fix. `kind` says which: `rate_limit`, `server_error`,
+    `connection` or `timeout`; retry policies choose among them."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, kind: str = "server_error"
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind
 
 
 class ModelConfigError(ModelError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -145,6 +145,25 @@ class McpServer(KeelModel):
             raise ValueError("give exactly one of 'command' (stdio) or 'url' (Streamable HTTP)")
 
 
+RetryableFailure = Literal["rate_limit", "server_error", "connection", "timeout"]
+RETRYABLE_FAILURES: tuple[RetryableFailure, ...] = (
+    "rate_limit",
+    "server_error",
+    "connection",
+    "timeout",
+)
+
+
+class RetryPolicy(KeelModel):
+    """How an agent's model calls are retried: attempts, backoff, and which failures."""
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    initial_delay_s: float = Field(default=0.5, gt=0, le=60)
+    max_delay_s: float = Field(default=30.0, gt=0, le=600)
+    retry_on: list[RetryableFailure] = Field(default_factory=lambda: list(RETRYABLE_FAILURES))
+    timeout_s: float | None = Field(default=None, gt=0, description="Per model call.")
+
+
 class AgentDefinition(KeelModel):
     """What an agent is: a replaceable executor with a role, a model and its grants."""
 
@@ -159,6 +178,7 @@ class AgentDefinition(KeelModel):
     capabilities: list[str] = Field(default_factory=list)
     mcp_servers: list[McpServer] = Field(default_factory=list)
     max_turns: int = Field(default=20, ge=1, le=500, description="Model calls per task.")
+    retry: RetryPolicy | None = None
     version: int | None = Field(default=None, description="Assigned by the registry.")
 
     def model_post_init(self, _context: Any) -> None:

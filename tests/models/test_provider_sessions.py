@@ -99,3 +99,34 @@ async def test_an_anthropic_agent_answers_a_session(
     assert finished.status is SessionStatus.DONE
     assert finished.final_answer == "Hi there."
     assert server.requests[0].body["model"] == "claude-test"
+
+
+@pytest.mark.parametrize(
+    ("policy", "calls", "status"),
+    [
+        ({"maxAttempts": 3, "initialDelayS": 0.01}, 2, SessionStatus.DONE),
+        ({"maxAttempts": 1}, 1, SessionStatus.FAILED),
+        ({"maxAttempts": 3, "retryOn": ["server_error"]}, 1, SessionStatus.FAILED),
+    ],
+)
+async def test_an_agents_retry_policy_decides_which_failures_are_retried(
+    keel: Keel,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: dict[str, Any],
+    calls: int,
+    status: SessionStatus,
+) -> None:
+    async with WireServer() as server:
+        monkeypatch.setenv("KEEL_OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("KEEL_OPENAI_BASE_URL", f"{server.url}/v1")
+        server.reply(openai_error(429, "slow down"), openai_reply("fine"))
+        session = await keel.create_session(
+            "Say fine",
+            [{"name": "a", "role": "worker", "model": "openai:gpt-test", "retry": policy}],
+        )
+        finished = await keel.run(session.id)
+    assert finished.status is status
+    assert len(server.requests) == calls
+    if status is SessionStatus.FAILED:
+        reason = events_of(await keel.events.read(session.id), kinds.SESSION_FAILED)[0]["reason"]
+        assert "HTTP 429" in reason

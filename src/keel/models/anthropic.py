@@ -120,16 +120,17 @@ class AnthropicModel(Model):
                 return ModelUnavailable(
                     f"{where} is unavailable (HTTP {status}): {reason}",
                     retry_after=retry_after(error.response.headers),
+                    kind="rate_limit" if status == 429 else "server_error",
                 )
             return ModelRefused(
                 f"{where} refused the request (HTTP {status}): {reason}{_HINTS.get(status, '')}"
             )
         if isinstance(error, anthropic.APIConnectionError):
             detail = str(error.__cause__ or "") or error.message
-            return ModelUnavailable(f"{where}: the connection failed: {detail}")
+            return ModelUnavailable(f"{where}: the connection failed: {detail}", kind="connection")
         if isinstance(error, httpx2.TransportError):
             # The SDK passes on a connection lost while the events stream in as it is.
-            return ModelUnavailable(f"{where}: the connection failed: {error}")
+            return ModelUnavailable(f"{where}: the connection failed: {error}", kind="connection")
         return ModelError(f"{where}: {error}")
 
 

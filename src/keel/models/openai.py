@@ -100,13 +100,14 @@ class OpenAIModel(Model):
                 return ModelUnavailable(
                     f"{where} is unavailable (HTTP {status}): {reason}",
                     retry_after=retry_after(error.response.headers),
+                    kind="rate_limit" if status == 429 else "server_error",
                 )
             return ModelRefused(
                 f"{where} refused the request (HTTP {status}): {reason}{_HINTS.get(status, '')}"
             )
         if isinstance(error, openai.APIConnectionError):
             detail = str(error.__cause__ or "") or error.message
-            return ModelUnavailable(f"{where}: the connection failed: {detail}")
+            return ModelUnavailable(f"{where}: the connection failed: {detail}", kind="connection")
         if isinstance(error, openai.APIError):
             # An error event inside a stream that began with 200: the server failed mid-answer.
             return ModelUnavailable(f"{where} failed while answering: {error.message}")

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from keel.errors import ModelUnavailable
 from keel.models.base import DeltaSink, Message, Model, ModelResponse, ToolSpec
 
+RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "connection", "timeout"})
+
 RetryHook = Callable[[int, ModelUnavailable, float], None]
 """Told (attempt that failed, its error, seconds until the next attempt) before a retry."""
 
@@ -27,6 +29,7 @@ class RetryingModel(Model):
         timeout_s: float = 120.0,
         base_delay_s: float = 0.5,
         max_delay_s: float = 30.0,
+        retry_on: frozenset[str] = RETRYABLE_KINDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.inner = inner
@@ -35,6 +38,7 @@ class RetryingModel(Model):
         self.timeout_s = timeout_s
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.retry_on = retry_on
         self._sleep = sleep
 
     def backoff(self, attempt: int, error: ModelUnavailable) -> float:
@@ -69,9 +73,13 @@ class RetryingModel(Model):
                 async with asyncio.timeout(self.timeout_s):
                     return await self.inner.complete(messages, tools, on_delta=on_delta)
             except TimeoutError:
-                error = ModelUnavailable(f"{self.name} gave no answer within {self.timeout_s:g} s")
+                error = ModelUnavailable(
+                    f"{self.name} gave no answer within {self.timeout_s:g} s", kind="timeout"
+                )
             except ModelUnavailable as unavailable:
                 error = unavailable
+            if error.kind not in self.retry_on:
+                raise error
             if attempt >= self.max_attempts:
                 raise ModelUnavailable(
                     f"{error} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})",

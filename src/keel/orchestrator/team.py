@@ -88,7 +88,16 @@ class TeamFlow(Flow[TeamState]):
 
     def _model(self, agent: AgentDefinition) -> RetryingModel:
         if agent.name not in self._models:
-            self._models[agent.name] = resolve_model(agent.model, self._settings)
+            model = resolve_model(agent.model, self._settings)
+            policy = agent.retry
+            if policy is not None:
+                model.max_attempts = policy.max_attempts
+                model.base_delay_s = policy.initial_delay_s
+                model.max_delay_s = policy.max_delay_s
+                model.retry_on = frozenset(policy.retry_on)
+                if policy.timeout_s is not None:
+                    model.timeout_s = policy.timeout_s
+            self._models[agent.name] = model
         return self._models[agent.name]
 
     def _executor(self, agent: AgentDefinition) -> ToolExecutor:
