@@ -27,6 +27,7 @@ from keel.models import BUILTIN_SCRIPTS, PROVIDERS
 from keel.orchestrator import Keel
 from keel.registry import AgentFolderError, build_tree, load_folder
 from keel.types import AgentDefinition
+from keel.workspace import describe_sandbox
 
 T = TypeVar("T")
 
@@ -121,6 +122,7 @@ async def _run_session(
 ) -> int:
     """Create a session (when `goal` is given) or resume `session_id`, and run it here."""
     async with await Keel.open(_Options.home) as keel:
+        out.print(Text(await asyncio.to_thread(describe_sandbox), "dim"))
         if goal is not None:
             session_id = (await keel.create_session(goal, team, config=config)).id
         assert session_id is not None

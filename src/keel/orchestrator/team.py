@@ -15,6 +15,7 @@ from pathlib import Path
 
 from keel.errors import ModelError, PlanError
 from keel.events import kinds
+from keel.guardrails import grants
 from keel.ids import new_id
 from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
 from keel.orchestrator.budget import Overrun, overrun, remaining_s
@@ -109,7 +110,8 @@ class TeamFlow(Flow[TeamState]):
 
     def _context(self, agent: AgentDefinition, task_id: str) -> ToolContext:
         workspace = self.workspace or Path.cwd()
-        return ToolContext(workspace, self.session.id, task_id, agent.name)
+        network = grants(agent.permissions, "network:external")
+        return ToolContext(workspace, self.session.id, task_id, agent.name, network=network)
 
     def _opening(self, state: TeamState, task_id: str) -> list[Message]:
         agent = self.agents[state.assigned[task_id]]

@@ -29,6 +29,8 @@ class ToolContext:
     session_id: str
     task_id: str
     agent: str
+    network: bool = False
+    """Whether the agent is granted `network:external`: its commands may reach the network."""
 
 
 class Tool(ABC):

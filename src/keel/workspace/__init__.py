@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from keel.workspace.sandbox import CommandResult, LocalSandbox
+from keel.workspace.bubblewrap import BubblewrapSandbox
+from keel.workspace.container import ContainerSandbox
+from keel.workspace.local import LocalSandbox
+from keel.workspace.sandbox import MAX_OUTPUT_BYTES, CommandResult, Sandbox, SandboxUnavailable
+from keel.workspace.selection import describe_sandbox, select_sandbox
 
-__all__ = ["CommandResult", "LocalSandbox"]
+__all__ = [
+    "MAX_OUTPUT_BYTES",
+    "BubblewrapSandbox",
+    "CommandResult",
+    "ContainerSandbox",
+    "LocalSandbox",
+    "Sandbox",
+    "SandboxUnavailable",
+    "describe_sandbox",
+    "select_sandbox",
+]

@@ -1,40 +1,49 @@
-"""Where commands run. `LocalSandbox` runs them as subprocesses of this host in the
-workspace directory, each in its own process group so that a timeout or a cancellation
-kills the whole tree it started, not just the shell.
+"""Where commands run: the one interface every execution backend implements.
+
+A backend runs a shell command in the workspace and returns a `CommandResult`; it owns the
+isolation (what the command may write, whether it reaches the network, how much memory it
+may take) and the end of the command (a timeout or a cancellation kills the whole process
+tree it started, never just the shell). The backends are `BubblewrapSandbox` (the default
+on Linux), `ContainerSandbox` (docker or podman) and `LocalSandbox` (no isolation);
+`select_sandbox` picks one. A backend decides nothing about *whether* a command may run:
+that is the guardrails' job.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+
+from keel.errors import KeelError
 
 MAX_OUTPUT_BYTES = 64 * 1024
+
+
+class SandboxUnavailable(KeelError):
+    """The requested (or default) execution backend cannot run commands on this machine."""
 
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     exit_code: int | None
+    """None when the command was killed for its timeout."""
     output: str
+    """stdout and stderr together, cut at the output limit."""
     timed_out: bool
     duration_s: float
     truncated: bool
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+class Sandbox(ABC):
+    """An execution backend: runs one shell command in a workspace, within limits."""
 
+    name: ClassVar[str]
+    isolated: ClassVar[bool] = True
+    """False for a backend that runs commands on the host as they are (`local`)."""
 
-class LocalSandbox:
-    """Runs commands on this host, in the workspace, without isolation."""
-
-    name = "local"
-
+    @abstractmethod
     async def run(
         self,
         command: str,
@@ -43,54 +52,16 @@ class LocalSandbox:
         timeout_s: float = 120.0,
         env: dict[str, str] | None = None,
         max_output: int = MAX_OUTPUT_BYTES,
+        network: bool = False,
+        memory_mb: int | None = None,
     ) -> CommandResult:
-        started = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-        assert process.stdout is not None
-        kept = bytearray()
-        dropped = 0
+        """Run `command` with `/bin/sh -c` in `cwd` (the workspace, writable).
 
-        async def collect() -> None:
-            nonlocal dropped
-            assert process.stdout is not None
-            while chunk := await process.stdout.read(65536):
-                room = max_output - len(kept)
-                kept.extend(chunk[:room])
-                dropped += max(0, len(chunk) - room)
-            await process.wait()
+        `network` grants the command network access; `memory_mb` caps the memory each of
+        its processes may allocate. After `timeout_s` seconds every process the command
+        started is killed and the result says `timed_out`.
+        """
 
-        timed_out = False
-        try:
-            await asyncio.wait_for(collect(), timeout_s)
-        except TimeoutError:
-            timed_out = True
-            _kill_group(process)
-            await process.wait()
-        except BaseException:
-            _kill_group(process)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(process.wait())
-            raise
-        finally:
-            # Children that outlived the shell (background jobs) go with it.
-            _kill_group(process)
-        output = kept.decode("utf-8", errors="replace")
-        if dropped:
-            output += f"\n[cut: {dropped} more bytes of output]"
-        return CommandResult(
-            exit_code=None if timed_out else process.returncode,
-            output=output,
-            timed_out=timed_out,
-            duration_s=time.perf_counter() - started,
-            truncated=bool(dropped),
-        )
+    @abstractmethod
+    def describe(self) -> str:
+        """One line saying where commands run and what they may do, for Keel to print."""
