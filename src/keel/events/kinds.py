@@ -31,6 +31,13 @@ TOOL_INTERRUPTED = "tool.interrupted"
 GUARDRAIL_DECISION = "guardrail.decision"
 BUDGET_EXCEEDED = "budget.exceeded"
 
+FACT_WRITTEN = "fact.written"
+DECISION_RECORDED = "decision.recorded"
+ARTIFACT_STORED = "artifact.stored"
+ARTIFACT_LINKED = "artifact.linked"
+BLACKBOARD_DENIED = "blackboard.denied"
+CONTEXT_ASSEMBLED = "context.assembled"
+
 SESSION_FINAL = frozenset({SESSION_COMPLETED, SESSION_FAILED, SESSION_CANCELLED})
 
 DESCRIPTIONS: dict[str, str] = {
@@ -58,4 +65,13 @@ DESCRIPTIONS: dict[str, str] = {
     TOOL_INTERRUPTED: "a crash interrupted a tool call with side effects; it was not re-run",
     GUARDRAIL_DECISION: "the guardrails allowed, asked about or denied a tool call, and why",
     BUDGET_EXCEEDED: "a session or task budget (tokens, time) was spent; the task failed",
+    FACT_WRITTEN: "a fact got a new version (scope, key, version, expiresAt); the value is in "
+    "the blackboard's history under this event's id",
+    DECISION_RECORDED: "a decision was recorded (scope, key, version, decision, restsOn)",
+    ARTIFACT_STORED: "an artifact was stored (artifactId, name, type, sha256, size, scope)",
+    ARTIFACT_LINKED: "an artifact was linked to a task (artifactId, taskId)",
+    BLACKBOARD_DENIED: "an agent tried to read or write the blackboard beyond its memory "
+    "scope (action, scope, memoryScope, what); nothing was read or written",
+    CONTEXT_ASSEMBLED: "what an agent was given before a model call: its task, its parent, and "
+    "the fact keys and versions, artifact ids and messages it saw",
 }

@@ -19,7 +19,13 @@ L = PermissionLevel
 SCOPE_LEVELS: dict[str, PermissionLevel] = {
     "file:read": L.L1,
     "mcp:call": L.L1,
+    "memory:read": L.L1,
+    "artifact:read": L.L1,
+    "agent:delegate": L.L1,
+    "agent:handoff": L.L1,
     "file:write": L.L2,
+    "memory:write": L.L2,
+    "artifact:write": L.L2,
     "shell:exec": L.L3,
     "network:external": L.L4,
     "git:push": L.L4,

@@ -14,11 +14,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from keel.blackboard import DecisionLog, FactStore, FileArtifactStore
 from keel.config import Settings
 from keel.errors import ConfigError, SessionNotResumable
 from keel.events import EventLog
 from keel.ids import new_id
 from keel.orchestrator import cancel
+from keel.orchestrator.context import Blackboard
 from keel.orchestrator.functions import FunctionFlow, FunctionState
 from keel.orchestrator.loop import RunLoop
 from keel.orchestrator.session_config import SessionConfig
@@ -55,6 +57,9 @@ class Keel:
         self.agents = AgentRegistry(engine)
         self.sessions = SessionRegistry(engine)
         self.tasks = TaskRegistry(engine)
+        self.facts = FactStore(engine, events=self.events)
+        self.decisions = DecisionLog(self.facts)
+        self.artifacts = FileArtifactStore(engine, settings.home / "artifacts", events=self.events)
         self._loop = RunLoop(engine, self.events, self.run_id)
 
     @classmethod
@@ -157,6 +162,10 @@ class Keel:
                 task_budget=config.task_budget,
                 max_concurrency=config.max_concurrency,
                 fail_fast=config.on_task_failure == "fail_fast",
+                blackboard=Blackboard(
+                    self.facts, self.decisions, self.artifacts, config.project_id()
+                ),
+                run_id=self.run_id,
             )
             await self._loop.run(session_id, flow)
         return await self.sessions.get(session_id)

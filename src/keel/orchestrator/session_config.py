@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,10 @@ class SessionConfig(KeelModel):
     model_max_attempts: int = Field(default=4, ge=1, le=20)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     task_budget: Budget | None = None
+    project: str | None = Field(
+        default=None,
+        description="What the project memory scope is shared across; default: the workspace.",
+    )
     max_concurrency: int = Field(default=4, ge=1, le=256, description="Nodes run at once.")
     on_task_failure: Literal["fail_fast", "wait_all"] = Field(
         default="fail_fast",
@@ -49,6 +54,15 @@ class SessionConfig(KeelModel):
         if not workspace.is_dir():
             raise ConfigError(f"the workspace {workspace} is not a directory")
         return self.model_copy(update={"workspace": str(workspace)})
+
+    def project_id(self) -> str | None:
+        """The project's id: as configured, else derived from the workspace's path."""
+        if self.project is not None:
+            return self.project
+        if self.workspace is None:
+            return None
+        digest = hashlib.sha256(self.workspace.encode()).hexdigest()[:12]
+        return f"{Path(self.workspace).name}-{digest}"
 
     def workspace_path(self) -> Path | None:
         return Path(self.workspace) if self.workspace else None

@@ -19,6 +19,7 @@ from keel.guardrails import grants
 from keel.ids import new_id
 from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
 from keel.orchestrator.budget import Overrun, overrun, remaining_s
+from keel.orchestrator.context import Blackboard, assemble
 from keel.orchestrator.delegation import (
     admit,
     answer_parent,
@@ -68,10 +69,14 @@ class TeamFlow(Flow[TeamState]):
         task_budget: Budget | None = None,
         max_concurrency: int = 4,
         fail_fast: bool = True,
+        blackboard: Blackboard | None = None,
+        run_id: str = "",
     ) -> None:
         self.session = session
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
+        self.blackboard = blackboard
+        self._run_id = run_id
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
         self._models: dict[str, RetryingModel] = {}
@@ -105,6 +110,8 @@ class TeamFlow(Flow[TeamState]):
         if agent.name not in self._executors:
             mine = {name: self._tools[name] for name in agent.tools if name in self._tools}
             mine.update(self._agent_tools.get(agent.name, {}))
+            if self.blackboard is not None:
+                mine.update(self.blackboard.tools(agent, self._run_id))
             self._executors[agent.name] = ToolExecutor(mine)
         return self._executors[agent.name]
 
@@ -431,9 +438,12 @@ class TeamFlow(Flow[TeamState]):
                 (self._task_budget(state, task_id), run.spent()),
             ]
         )
+        messages = await assemble(
+            self.blackboard, agent, run.messages, unit, task_id, state.parents.get(task_id)
+        )
         try:
             turn = await call_model(
-                agent, self._model(agent), run.messages, specs, unit, task_id, time_left
+                agent, self._model(agent), messages, specs, unit, task_id, time_left
             )
         except ModelError as error:
             return self._fail_task(unit, state, task_id, str(error))

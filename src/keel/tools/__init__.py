@@ -4,6 +4,7 @@ passes through."""
 from __future__ import annotations
 
 from keel.tools.base import Tool, ToolContext, ToolError, TypedTool
+from keel.tools.blackboard import BLACKBOARD_TOOL_NAMES
 from keel.tools.executor import ToolExecutor, ToolOutcome
 from keel.tools.files import EditFile, Glob, Grep, ListDir, ReadFile, WriteFile
 from keel.tools.orchestration import Delegate, Handoff
@@ -36,4 +37,5 @@ def builtin_tools() -> dict[str, Tool]:
     return {tool.name: tool for tool in tools}
 
 
-BUILTIN_TOOL_NAMES = frozenset(builtin_tools())
+BUILTIN_TOOL_NAMES = frozenset(builtin_tools()) | BLACKBOARD_TOOL_NAMES
+"""Every tool name an agent definition may list (the blackboard tools are built per agent)."""
