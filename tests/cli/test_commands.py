@@ -140,3 +140,51 @@ def test_run_with_an_agent_folder_and_a_model_override(env: dict[str, str], tmp_
     code, _, err = keel(env, "run", "Say hi", "--model", "gpt-4")
     assert code == 2
     assert "'gpt-4' is not a model" in err
+
+
+def test_approvals_are_listed_and_answered_from_the_cli(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from keel import Keel
+    from keel.guardrails import approvals as store
+
+    async def ask() -> str:
+        async with await Keel.open(home) as keel:
+            session = await keel.start_flow("needs a yes")
+            task = await keel.tasks.create(keel.run_id, session_id=session.id, goal="g")
+
+            def request(tx: object) -> str:
+                return store.request_in(
+                    tx,  # type: ignore[arg-type]
+                    keel.run_id,
+                    session_id=session.id,
+                    task_id=task.id,
+                    agent="coder",
+                    call_id="c1",
+                    tool="run_command",
+                    arguments={"command": "git push"},
+                    kind="guardrail",
+                    risk=70,
+                    reasons=["pushes to a remote"],
+                    wait_s=60,
+                ).id
+
+            return await keel.engine.write(request)
+
+    approval_id = asyncio.run(ask())
+    code, out, _ = keel(env, "approvals")
+    assert code == 0
+    assert approval_id in out
+    assert "git push" in out
+    code, _, err = keel(env, "approve", approval_id)
+    assert code == 2
+    assert "--allow or --deny" in err
+    code, out, _ = keel(env, "approve", approval_id, "--deny", "--note", "not today")
+    assert (code, out.strip()) == (0, f"approval {approval_id} denied")
+    code, _, err = keel(env, "approve", approval_id, "--allow")
+    assert code == 2
+    assert "cannot go from 'denied'" in err
+    code, out, _ = keel(env, "approvals")
+    assert "no approvals waiting" in out

@@ -3,6 +3,7 @@ fed back to the model, permissions, max turns and budgets."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -203,38 +204,105 @@ class Crash(BaseException):
     pass
 
 
-async def test_a_write_interrupted_by_a_crash_is_reported_not_run_again(
-    home: Path, workspace: Path
-) -> None:
+async def crash_in_edit(home: Path, workspace: Path, name: str, **config: Any) -> tuple[str, Any]:
+    """A session whose edit_file call dies mid-way (after writing); returns its id."""
     from keel.orchestrator import TeamFlow
     from keel.tools import builtin_tools
 
-    class CrashingWrite(type(builtin_tools()["edit_file"])):  # type: ignore[misc]
+    class CrashingEdit(type(builtin_tools()["edit_file"])):  # type: ignore[misc]
         calls = 0
 
         async def run(self, arguments: Any, context: Any) -> str:
-            CrashingWrite.calls += 1
+            CrashingEdit.calls += 1
             await super().run(arguments, context)
             raise Crash
 
     model = scripted(
-        "editor", [use(("edit_file", {"path": "notes.txt", "old": "beta", "new": "gamma"})), "k"]
+        name, [use(("edit_file", {"path": "notes.txt", "old": "beta", "new": "gamma"})), "k"]
     )
     agents = solo(model, ["edit_file"], [READ, WRITE])
     async with await Keel.open(home) as first:
-        session = await first.create_session("Edit", agents, config={"workspace": str(workspace)})
+        session = await first.create_session(
+            "Edit", agents, config={"workspace": str(workspace), **config}
+        )
         defs = await first.agents.resolve(session.agent_versions)
-        flow = TeamFlow(session, defs, tools={"edit_file": CrashingWrite()}, workspace=workspace)
+        flow = TeamFlow(session, defs, tools={"edit_file": CrashingEdit()}, workspace=workspace)
         with pytest.raises(Crash):
             await first._loop.run(session.id, flow)
+    return session.id, CrashingEdit
+
+
+async def wait_for_approval(keel: Keel, session_id: str) -> Any:
+    for _ in range(250):
+        pending = await keel.approvals.list(session_id)
+        if pending:
+            return pending[0]
+        await asyncio.sleep(0.02)
+    pytest.fail("no approval was requested")
+
+
+@pytest.mark.parametrize("allow", [False, True])
+async def test_a_write_interrupted_by_a_crash_waits_for_a_person_before_running_again(
+    home: Path, workspace: Path, allow: bool
+) -> None:
+    session_id, crashing = await crash_in_edit(home, workspace, f"editor-{allow}")
     async with await Keel.open(home) as second:
-        finished = await second.resume(session.id)
-        events = await second.events.read(session.id)
-        tasks = await second.tasks.list(session.id)
-    assert CrashingWrite.calls == 1
+        resumed = asyncio.create_task(second.resume(session_id))
+        approval = await wait_for_approval(second, session_id)
+        assert approval.kind == "interrupted"
+        assert approval.tool == "edit_file"
+        blocked = [t for t in await second.tasks.list(session_id) if t.status is TaskStatus.BLOCKED]
+        assert len(blocked) == 1
+        assert not resumed.done()
+        await second.answer(approval.id, allow=allow, note="checked the file")
+        finished = await asyncio.wait_for(resumed, 5)
+        events = await second.events.read(session_id)
+    assert crashing.calls == 1
     assert finished.status is SessionStatus.DONE
+    assert (workspace / "notes.txt").read_text() == "alpha\ngamma\n"
     (interrupted,) = of(events, kinds.TOOL_INTERRUPTED)
     assert interrupted["tool"] == "edit_file"
-    assert (workspace / "notes.txt").read_text() == "alpha\ngamma\n"
-    assert of(events, kinds.TOOL_RESULT) == []  # it never finished, and was not run again
-    assert {t.status for t in tasks} == {TaskStatus.DONE}
+    (answered,) = of(events, kinds.APPROVAL_ANSWERED)
+    assert answered["decision"] == ("allowed" if allow else "denied")
+    (result,) = of(events, kinds.TOOL_RESULT)
+    if allow:  # run again: the first run had already made the change
+        assert "not found" in result["output"]
+    else:
+        assert result["output"].startswith("error: not run: a person denied")
+
+
+async def test_an_unanswered_approval_is_a_deny_at_its_deadline(
+    home: Path, workspace: Path
+) -> None:
+    session_id, _ = await crash_in_edit(home, workspace, "editor-late", approvalTimeoutS=0.3)
+    async with await Keel.open(home) as second:
+        finished = await asyncio.wait_for(second.resume(session_id), 5)
+        events = await second.events.read(session_id)
+    assert finished.status is SessionStatus.DONE
+    (answered,) = of(events, kinds.APPROVAL_ANSWERED)
+    assert answered == {
+        "approvalId": answered["approvalId"],
+        "decision": "expired",
+        "by": "deadline",
+    }
+    assert of(events, kinds.TOOL_RESULT)[0]["output"].startswith("error: not run")
+
+
+async def test_a_pending_approval_survives_a_restart_and_can_be_answered_offline(
+    home: Path, workspace: Path
+) -> None:
+    session_id, _ = await crash_in_edit(home, workspace, "editor-offline")
+    async with await Keel.open(home) as second:
+        waiting = asyncio.create_task(second.resume(session_id))
+        approval = await wait_for_approval(second, session_id)
+        waiting.cancel()  # the process goes away while the approval is pending
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    async with await Keel.open(home) as third:
+        (still,) = await third.approvals.list(session_id)
+        assert still.id == approval.id
+        await third.answer(approval.id, allow=False)
+        finished = await asyncio.wait_for(third.resume(session_id), 5)
+        with pytest.raises(Exception, match="cannot go from 'denied'"):
+            await third.answer(approval.id, allow=True)
+    assert finished.status is SessionStatus.DONE

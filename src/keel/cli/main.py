@@ -235,6 +235,62 @@ def cancel_command(
 
 
 @app.command()
+def approvals(
+    session: Annotated[str | None, typer.Argument(help="Only this session's.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Answered ones too.")] = False,
+) -> None:
+    """Approvals waiting for an answer (who asks to do what, why, until when)."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            found = await keel.approvals.list(session, pending_only=not every)
+        if not found:
+            out.print("no approvals waiting" if not every else "no approvals")
+            return
+        table = Table(
+            "approval", "status", "session", "agent", "tool", "call", "risk", "why", box=None
+        )
+        for approval in found:
+            call = approval.arguments.get("command") or approval.arguments.get("path") or ""
+            table.add_row(
+                approval.id,
+                approval.status,
+                approval.session_id,
+                approval.agent,
+                approval.tool,
+                str(call),
+                str(approval.risk),
+                "; ".join(approval.reasons),
+            )
+        out.print(table)
+
+    _run(main)
+
+
+@app.command()
+def approve(
+    approval: Annotated[str, typer.Argument(help="The approval to answer.")],
+    allow: Annotated[
+        bool | None, typer.Option("--allow/--deny", help="Let the call run, or refuse it.")
+    ] = None,
+    remember: Annotated[
+        bool, typer.Option(help="Allow the same call again in this session without asking.")
+    ] = False,
+    note: Annotated[str | None, typer.Option(help="Why; recorded in the events.")] = None,
+) -> None:
+    """Answer an approval: --allow or --deny (a session running elsewhere takes it in)."""
+    if allow is None:
+        raise typer.BadParameter("say --allow or --deny", param_hint="--allow/--deny")
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            answered = await keel.answer(approval, allow=allow, remember=remember, note=note)
+        out.print(f"approval {answered.id} {answered.status}")
+
+    _run(main)
+
+
+@app.command()
 def sessions(
     limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,

@@ -37,6 +37,9 @@ ARTIFACT_STORED = "artifact.stored"
 ARTIFACT_LINKED = "artifact.linked"
 BLACKBOARD_DENIED = "blackboard.denied"
 CONTEXT_ASSEMBLED = "context.assembled"
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_ANSWERED = "approval.answered"
+APPROVAL_APPLIED = "approval.applied"
 
 SESSION_FINAL = frozenset({SESSION_COMPLETED, SESSION_FAILED, SESSION_CANCELLED})
 
@@ -74,4 +77,8 @@ DESCRIPTIONS: dict[str, str] = {
     "scope (action, scope, memoryScope, what); nothing was read or written",
     CONTEXT_ASSEMBLED: "what an agent was given before a model call: its task, its parent, and "
     "the fact keys and versions, artifact ids and messages it saw",
+    APPROVAL_REQUESTED: "a tool call needs a person's answer (what, agent, risk, reasons, "
+    "deadline); its task is blocked",
+    APPROVAL_ANSWERED: "a person allowed or denied it, or the deadline passed (a deny)",
+    APPROVAL_APPLIED: "the session took the answer in; the task runs again",
 }

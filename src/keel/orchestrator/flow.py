@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
+from keel.guardrails.approvals import Approval
 from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.types import JsonObject
 
@@ -53,6 +54,15 @@ class Flow(ABC, Generic[S]):
         the effects and return the new state and every task id cancelled. The loop stops
         the running nodes of those tasks."""
         return state, set()
+
+    def waiting(self, state: S) -> bool:
+        """True while the flow waits for a person (an approval): the session must not end
+        even though nothing is ready or running."""
+        return False
+
+    def on_answer(self, state: S, approval: Approval, unit: Unit) -> S:
+        """Take a person's answer (or an expired deadline) in: buffer its effects."""
+        return state
 
     @abstractmethod
     def outcome(self, state: S, unit: Unit) -> Outcome: ...

@@ -26,7 +26,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from keel.errors import SessionNotResumable
-from keel.events import EventLog, NewEvent, kinds
+from keel.events import EventLog, NewEvent, kinds, now_us
+from keel.guardrails import approvals
 from keel.orchestrator import cancel
 from keel.orchestrator.checkpoint import (
     SNAPSHOT_EVERY,
@@ -47,6 +48,14 @@ CANCEL_POLL_S = 0.2
 """How often a running session looks for cancellation requests from other processes."""
 
 NodeOutput = tuple[Unit, JsonObject]
+
+
+_NEEDS_ATTENTION = (
+    "SELECT session_id FROM cancel_requests WHERE handled_at IS NULL UNION "
+    "SELECT session_id FROM approvals WHERE (status <> 'pending' AND applied_at IS NULL) "
+    "OR (status = 'pending' AND deadline <= ?)"
+)
+"""Sessions with something from outside to take in: a cancellation, an answer, a deadline."""
 
 
 class _Watch:
@@ -78,11 +87,7 @@ class _Watch:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), CANCEL_POLL_S)
             self._nudge.clear()
-            rows = await self._engine.read(
-                lambda tx: tx.fetchall(
-                    "SELECT DISTINCT session_id FROM cancel_requests WHERE handled_at IS NULL"
-                )
-            )
+            rows = await self._engine.read(lambda tx: tx.fetchall(_NEEDS_ATTENTION, (now_us(),)))
             for (session_id,) in rows:
                 notice = self._sessions.get(session_id)
                 if notice is not None:
@@ -136,7 +141,7 @@ class RunLoop:
                 unit.emit(kinds.NODE_ENTER, node.to_json(), task_id=node.task_id)
                 flow.enter(node, state, unit)
                 running[node.id] = node
-        if running:
+        if running or flow.waiting(state):
             return
         end = flow.outcome(state, unit)
         run_id, session_id = unit.run_id, unit.session_id
@@ -165,7 +170,7 @@ class RunLoop:
             self._admit(flow, checkpoint.state, checkpoint.running, unit)
             await self._commit(unit, 0, checkpoint.running, checkpoint.state, snapshot=True)
             return checkpoint
-        if not checkpoint.running:
+        if not checkpoint.running and not flow.waiting(checkpoint.state):
             raise SessionNotResumable(f"session {session_id} has already ended")
         nodes = list(checkpoint.running)
         payload: JsonObject = {"runId": self.run_id, "step": checkpoint.step, "nodes": nodes}
@@ -190,15 +195,18 @@ class RunLoop:
             return unit, result
 
         self._watch.add(session_id, cancelling.set)
-        if await self._engine.read(lambda tx: cancel.pending_in(tx, session_id)):
-            cancelling.set()  # asked while nothing ran it: cancel before starting anything
+        cancelling.set()  # take in whatever arrived while nothing ran the session
         waker = asyncio.create_task(cancelling.wait())
         try:
-            while running:
+            while running or flow.waiting(state):
                 if cancelling.is_set():
-                    state, step = await self._cancel(session_id, flow, state, step, running, tasks)
                     cancelling.clear()
+                    state, step = await self._cancel(session_id, flow, state, step, running, tasks)
+                    state, step = await self._answers(session_id, flow, state, step, running)
                     waker = asyncio.create_task(cancelling.wait())
+                    continue
+                if not running:
+                    await waker  # waiting for a person: nothing to do until an answer
                     continue
                 started = {node.id for node in tasks.values()}
                 for node in running.values():
@@ -228,6 +236,26 @@ class RunLoop:
                 task.cancel()
             await asyncio.gather(waker, *tasks, return_exceptions=True)
         return state
+
+    async def _answers(
+        self, session_id: str, flow: Flow[S], state: S, step: int, running: dict[str, Node]
+    ) -> tuple[S, int]:
+        """Take in answers to approvals (and deadlines that passed), then checkpoint."""
+        if not flow.waiting(state):
+            return state, step
+        await self._engine.write(lambda tx: approvals.expire_in(tx, self.run_id, session_id))
+        answers = await self._engine.read(lambda tx: approvals.unapplied_in(tx, session_id))
+        if not answers:
+            return state, step
+        unit = Unit(session_id, self.run_id)
+        for answer in answers:
+            state = flow.on_answer(state, answer, unit)
+        ids = [answer.id for answer in answers]
+        unit.do(lambda tx: approvals.applied_in(tx, ids))
+        self._admit(flow, state, running, unit)
+        step += 1
+        await self._commit(unit, step, running, state, snapshot=True)
+        return state, step
 
     async def _cancel(
         self,
@@ -270,7 +298,7 @@ class RunLoop:
                     payload={"reason": reason},
                 )
             )
-        else:
+        elif running or not flow.waiting(state):
             self._admit(flow, state, running, unit)
         unit.do(lambda tx: cancel.handled_in(tx, requests))
         step += 1

@@ -18,6 +18,7 @@ from keel.blackboard import DecisionLog, FactStore, FileArtifactStore
 from keel.config import Settings
 from keel.errors import ConfigError, SessionNotResumable
 from keel.events import EventLog
+from keel.guardrails.approvals import Approval, Approvals
 from keel.ids import new_id
 from keel.orchestrator import cancel
 from keel.orchestrator.context import Blackboard
@@ -57,6 +58,7 @@ class Keel:
         self.agents = AgentRegistry(engine)
         self.sessions = SessionRegistry(engine)
         self.tasks = TaskRegistry(engine)
+        self.approvals = Approvals(engine, self.events, self.run_id)
         self.facts = FactStore(engine, events=self.events)
         self.decisions = DecisionLog(self.facts)
         self.artifacts = FileArtifactStore(engine, settings.home / "artifacts", events=self.events)
@@ -166,11 +168,28 @@ class Keel:
                     self.facts, self.decisions, self.artifacts, config.project_id()
                 ),
                 run_id=self.run_id,
+                approval_wait_s=config.approval_timeout_s,
             )
             await self._loop.run(session_id, flow)
         return await self.sessions.get(session_id)
 
     resume = run
+
+    async def answer(
+        self,
+        approval_id: str,
+        *,
+        allow: bool,
+        remember: bool = False,
+        note: str | None = None,
+        actor: str = "user",
+    ) -> Approval:
+        """Answer a pending approval; the task waiting for it continues (or is told no)."""
+        answered = await self.approvals.answer(
+            approval_id, allow=allow, actor=actor, remember=remember, note=note
+        )
+        self._loop.nudge()
+        return answered
 
     async def cancel(
         self,

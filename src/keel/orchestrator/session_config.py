@@ -27,6 +27,9 @@ class SessionConfig(KeelModel):
         default=None,
         description="What the project memory scope is shared across; default: the workspace.",
     )
+    approval_timeout_s: float = Field(
+        default=3600, gt=0, description="How long an approval may wait; then it is a deny."
+    )
     max_concurrency: int = Field(default=4, ge=1, le=256, description="Nodes run at once.")
     on_task_failure: Literal["fail_fast", "wait_all"] = Field(
         default="fail_fast",

@@ -9,13 +9,15 @@ planner the goal is a single task; without a reviewer the last answers are the r
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from keel.errors import ModelError, PlanError
 from keel.events import kinds
-from keel.guardrails import grants
+from keel.guardrails import approvals, grants
+from keel.guardrails.approvals import Approval, ApprovalKind
 from keel.ids import new_id
 from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
 from keel.orchestrator.budget import Overrun, overrun, remaining_s
@@ -38,12 +40,12 @@ from keel.orchestrator.router import (
     route,
     router_prompt,
 )
-from keel.orchestrator.team_state import TaskRun, TeamState
+from keel.orchestrator.team_state import Remembered, TaskRun, TeamState
 from keel.orchestrator.turn import call_model, next_batch, run_tools
 from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
-from keel.tools import Tool, ToolContext, ToolExecutor
+from keel.tools import Tool, ToolContext, ToolExecutor, ToolOutcome
 from keel.tools.orchestration import ORCHESTRATION_TOOLS
 from keel.types import AgentDefinition, Budget, JsonObject, Session, SessionStatus, TaskStatus
 
@@ -52,6 +54,14 @@ REVIEWER_ROLE = "reviewer"
 MAX_BAD_TURNS = 3
 
 WORKSPACE_NOTE = "You work in a workspace directory; tool paths are relative to its root."
+
+
+def _subject(tool: str, arguments: JsonObject) -> str:
+    """What a remembered approval is about: the command, the path, or the arguments."""
+    for key in ("command", "path"):
+        if isinstance(arguments.get(key), str):
+            return str(arguments[key])
+    return json.dumps(arguments, sort_keys=True)
 
 
 class TeamFlow(Flow[TeamState]):
@@ -71,12 +81,14 @@ class TeamFlow(Flow[TeamState]):
         fail_fast: bool = True,
         blackboard: Blackboard | None = None,
         run_id: str = "",
+        approval_wait_s: float = 3600.0,
     ) -> None:
         self.session = session
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.blackboard = blackboard
         self._run_id = run_id
+        self.approval_wait_s = approval_wait_s
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
         self._models: dict[str, RetryingModel] = {}
@@ -176,7 +188,7 @@ class TeamFlow(Flow[TeamState]):
             if task_id in state.finished or task_id in busy:
                 continue
             run = state.runs.get(task_id)
-            if run is not None and run.waiting:
+            if run is not None and (run.waiting or run.awaiting):
                 continue
             if task_id in state.reviews:
                 if not workers_done:
@@ -225,22 +237,99 @@ class TeamFlow(Flow[TeamState]):
         if node.kind != "tools" or node.task_id is None:
             return None
         agent = self.agents[state.assigned[node.task_id]]
-        batch = next_batch(state.runs[node.task_id].pending, self._executor(agent))
-        tool = self._executor(agent).tool(batch[0].name)
-        if tool is None or tool.idempotent:
+        run = state.runs[node.task_id]
+        call = next_batch(run.pending, self._executor(agent))[0]
+        tool = self._executor(agent).tool(call.name)
+        if tool is None or tool.idempotent or call.id in run.approved:
             return None
-        call = batch[0]
-        message = (
-            f"error: the call {call.name} was interrupted by a crash before it finished and "
-            "was not run again, because it may have taken effect; check before retrying"
-        )
         unit.emit(
             kinds.TOOL_INTERRUPTED,
             {"callId": call.id, "tool": call.name, "arguments": call.arguments},
             task_id=node.task_id,
         )
-        outcome = {"callId": call.id, "tool": call.name, "output": message, "ok": False}
-        return {"outcomes": [outcome], "elapsedMs": 0.0}
+        reasons = [
+            f"{call.name} was running when the process died and may have taken effect; "
+            "allow to run it again, deny to tell the agent it was not"
+        ]
+        return self._ask(unit, node.task_id, agent, call, "interrupted", 50, reasons)
+
+    def _ask(
+        self,
+        unit: Unit,
+        task_id: str,
+        agent: AgentDefinition,
+        call: ToolCall,
+        kind: ApprovalKind,
+        risk: int,
+        reasons: list[str],
+    ) -> JsonObject:
+        """Ask a person about a call: a durable request, and the task blocked until then."""
+        approval_id, run_id, session_id = new_id("a"), unit.run_id, unit.session_id
+        wait_s = self.approval_wait_s
+
+        def ask(tx: Tx) -> None:
+            approvals.request_in(
+                tx,
+                run_id,
+                session_id=session_id,
+                task_id=task_id,
+                agent=agent.name,
+                call_id=call.id,
+                tool=call.name,
+                arguments=call.arguments,
+                kind=kind,
+                risk=risk,
+                reasons=reasons,
+                wait_s=wait_s,
+                approval_id=approval_id,
+            )
+            TaskRegistry.transition_in(
+                tx,
+                run_id,
+                task_id,
+                TaskStatus.BLOCKED,
+                reason=f"waiting for approval {approval_id}",
+            )
+
+        unit.do(ask)
+        return {"approval": {"id": approval_id, "callId": call.id}}
+
+    def waiting(self, state: TeamState) -> bool:
+        return any(run.awaiting for run in state.runs.values())
+
+    def on_answer(self, state: TeamState, approval: Approval, unit: Unit) -> TeamState:
+        task_id = approval.task_id
+        run = state.runs.get(task_id)
+        if run is None or run.awaiting != approval.id:
+            return state
+        run = run.model_copy(
+            update={
+                "awaiting": None,
+                "approved": {**run.approved, approval.call_id: approval.allowed},
+            }
+        )
+        remembered = list(state.remembered)
+        if approval.remember and approval.allowed:
+            subject = _subject(approval.tool, approval.arguments)
+            remembered.append(Remembered(agent=approval.agent, tool=approval.tool, subject=subject))
+        run_id = unit.run_id
+        unit.do(
+            lambda tx: TaskRegistry.transition_in(
+                tx,
+                run_id,
+                task_id,
+                TaskStatus.RUNNING,
+                reason=f"approval {approval.id}: {approval.status}",
+            )
+        )
+        unit.emit(
+            kinds.APPROVAL_APPLIED,
+            {"approvalId": approval.id, "decision": approval.status, "callId": approval.call_id},
+            task_id=task_id,
+        )
+        return state.model_copy(
+            update={"runs": {**state.runs, task_id: run}, "remembered": remembered}
+        )
 
     def reduce(self, state: TeamState, node: Node, result: JsonObject) -> TeamState:
         elapsed = float(result.get("elapsedMs", 0.0))
@@ -266,6 +355,9 @@ class TeamFlow(Flow[TeamState]):
                     "bad_turns": run.bad_turns + 1 if bad else 0,
                 }
             )
+        elif node.kind == "tools" and "approval" in result:
+            run = run.model_copy(update={"awaiting": result["approval"]["id"]})
+            return state.model_copy(update={"runs": {**state.runs, task_id: run}})
         elif node.kind == "tools" and "delegated" in result:
             return reduce_delegated(state, task_id, run, result)
         elif node.kind == "tools" and "handoff" in result:
@@ -490,7 +582,40 @@ class TeamFlow(Flow[TeamState]):
         batch: list[ToolCall] = next_batch(state.runs[task_id].pending, executor)
         if batch[0].name in ORCHESTRATION_TOOLS and executor.tool(batch[0].name) is not None:
             return self._orchestrate(state, agent, batch[0], unit, task_id)
-        outcomes = await run_tools(executor, agent, batch, self._context(agent, task_id), unit)
+        run = state.runs[task_id]
+        answers = dict(run.approved)
+        for call in batch:
+            if call.id in answers:
+                continue
+            decision = executor.decide(agent, call)
+            if decision is None or decision.verdict != "ask":
+                continue
+            if any(
+                rule.agent == agent.name
+                and rule.tool == call.name
+                and rule.subject == _subject(call.name, call.arguments)
+                for rule in state.remembered
+            ):
+                answers[call.id] = True
+                continue
+            risk = decision.risk if isinstance(decision.risk, int) else round(decision.risk * 100)
+            return self._ask(unit, task_id, agent, call, "guardrail", risk, decision.reasons)
+        refused = [c for c in batch if answers.get(c.id) is False]
+        runnable = [c for c in batch if answers.get(c.id) is not False]
+        outcomes = await run_tools(
+            executor, agent, runnable, self._context(agent, task_id), unit, answers
+        )
+        for call in refused:
+            message = "error: not run: a person denied this call; do not retry it as is"
+            outcomes.append(ToolOutcome(call.id, call.name, message, False, 0.0))
+            unit.emit(
+                kinds.TOOL_RESULT,
+                {"callId": call.id, "tool": call.name, "ok": False, "output": message},
+                task_id=task_id,
+                actor=agent.name,
+            )
+        order = {call.id: index for index, call in enumerate(batch)}
+        outcomes.sort(key=lambda outcome: order[outcome.call_id])
         return {"outcomes": [outcome.to_json() for outcome in outcomes]}
 
     def _orchestrate(

@@ -22,9 +22,21 @@ class TaskRun(BaseModel):
     waiting: dict[str, str] = Field(
         default_factory=dict, description="Delegate calls still open: call id -> child task."
     )
+    awaiting: str | None = Field(default=None, description="The approval the task waits for.")
+    approved: dict[str, bool] = Field(
+        default_factory=dict, description="A person's answers, by call id."
+    )
 
     def spent(self) -> Spent:
         return Spent(self.usage.total, self.elapsed_ms)
+
+
+class Remembered(BaseModel):
+    """A session-scoped rule from an approval answered with `remember`."""
+
+    agent: str
+    tool: str
+    subject: str
 
 
 class TeamState(BaseModel):
@@ -42,6 +54,7 @@ class TeamState(BaseModel):
         default_factory=dict, description="Delegated task -> the task that delegated it."
     )
     budgets: dict[str, Budget] = Field(default_factory=dict)
+    remembered: list[Remembered] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
     runs: dict[str, TaskRun] = Field(default_factory=dict)
     agent_usage: dict[str, Usage] = Field(default_factory=dict)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from keel.errors import ModelUnavailable
@@ -141,12 +141,16 @@ async def run_tools(
     calls: Sequence[ToolCall],
     context: ToolContext,
     unit: Unit,
+    approved: Mapping[str, bool] | None = None,
 ) -> list[ToolOutcome]:
     def emit(kind: str, payload: dict[str, object]) -> None:
         unit.emit(kind, payload, task_id=context.task_id, actor=agent.name)
 
+    answers = approved or {}
     outcomes = list(
-        await asyncio.gather(*(executor.execute(agent, c, context, emit) for c in calls))
+        await asyncio.gather(
+            *(executor.execute(agent, c, context, emit, approved=answers.get(c.id)) for c in calls)
+        )
     )
     for outcome in outcomes:
         shown = outcome.output
