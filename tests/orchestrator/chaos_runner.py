@@ -1,6 +1,6 @@
 """The chaos test's worker process: runs (or resumes) every unfinished session of a store.
 
-    python chaos_runner.py HOME SESSIONS WORKSPACE
+    python chaos_runner.py HOME SESSIONS WORKSPACE LATENCY_MS
 
 The first run creates SESSIONS sessions of a multi-agent workflow: a planner fans out three
 parallel sub-tasks, each of which calls `run_command` once to append a line to
@@ -50,18 +50,24 @@ AGENTS = [
 ]
 
 
-async def main(home: Path, count: int, workspace: Path) -> None:
+async def main(home: Path, count: int, workspace: Path, latency_ms: int) -> None:
     register_script("chaos-planner", [json.dumps(PLAN)])
     register_script("chaos-worker", worker)
     async with await Keel.open(home) as keel:
         sessions = await keel.sessions.list(limit=10_000)
         if not sessions:
             for index in range(count):
-                config = {"workspace": str(workspace), "scriptedLatencyMs": 150}
+                config = {
+                    "workspace": str(workspace),
+                    "scriptedLatencyMs": latency_ms,
+                    # An interrupted command waits for a person; here nobody answers, so
+                    # the deadline denies it quickly and the agent goes on.
+                    "approvalTimeoutS": 0.5,
+                }
                 sessions.append(await keel.create_session(f"chaos {index}", AGENTS, config=config))
         pending = [s for s in sessions if not s.status.is_final]
         await asyncio.gather(*(keel.run(s.id) for s in pending))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])))
+    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])))

@@ -40,7 +40,8 @@ def required_level(scope: str) -> PermissionLevel:
     return SCOPE_LEVELS.get(scope, L.L4)
 
 
-def _covers(granted: str, scope: str) -> bool:
+def covers(granted: str, scope: str) -> bool:
+    """Whether the scope `granted` (`file:*`, `*:*`, `shell:exec`) includes `scope`."""
     g_resource, _, g_action = granted.partition(":")
     resource, _, action = scope.partition(":")
     if g_resource not in (resource, "*"):
@@ -52,7 +53,7 @@ def _covers(granted: str, scope: str) -> bool:
 def grants(permissions: Iterable[Permission], scope: str) -> bool:
     needed = required_level(scope).rank
     return any(
-        _covers(p.scope, scope) and p.level.rank >= needed and p.level is not L.L0
+        covers(p.scope, scope) and p.level.rank >= needed and p.level is not L.L0
         for p in permissions
     )
 

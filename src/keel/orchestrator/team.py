@@ -201,7 +201,9 @@ class TeamFlow(Flow[TeamState]):
     def _next_node(self, state: TeamState, task_id: str) -> Node:
         run = state.runs.get(task_id)
         if run is not None and run.pending:
-            return Node(f"tools:{task_id}:{run.turns}:{run.pending[0].id}", "tools", task_id)
+            # Answers change the id: a batch asked about and run after the answer is a new node.
+            node_id = f"tools:{task_id}:{run.turns}:{run.pending[0].id}:{len(run.approved)}"
+            return Node(node_id, "tools", task_id)
         return Node(f"model:{task_id}:{(run.turns if run else 0) + 1}", "model", task_id)
 
     def enter(self, node: Node, state: TeamState, unit: Unit) -> None:
