@@ -51,6 +51,8 @@ $(VENV)/.bench-installed: $(STAMP)
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/durable_flow.py
+	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache

@@ -42,6 +42,15 @@ def _rows(home: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
+def _count(home: Path) -> int:
+    if not (home / "keel.db").exists():
+        return 0
+    try:
+        return int(_rows(home, "SELECT COUNT(*) FROM events")[0][0])  # type: ignore[call-overload]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def chaos(tmp_path: Path, sessions: int, kills: int, seed: int, latency_ms: int = 150) -> None:
     rng = random.Random(seed)
     reference_home, home = tmp_path / "reference", tmp_path / "chaos"
@@ -53,8 +62,13 @@ def chaos(tmp_path: Path, sessions: int, kills: int, seed: int, latency_ms: int 
 
     killed = 0
     while killed < kills:
+        before = _count(home)
         process = _run(home, sessions, tmp_path / "ws", latency_ms)
-        time.sleep(rng.uniform(0.3, 1.0))
+        started = time.monotonic()
+        while _count(home) <= before and process.poll() is None:
+            assert time.monotonic() - started < 30, "the runner made no progress"
+            time.sleep(0.01)  # kill once it works, not while it starts up
+        time.sleep(rng.uniform(0.05, 0.6))
         if process.poll() is not None:
             break  # everything finished before this kill
         process.send_signal(signal.SIGKILL)

@@ -117,20 +117,26 @@ class RunLoop:
 
     async def _commit(
         self,
-        unit: Unit,
+        units: Unit | list[Unit],
         step: int,
         running: dict[str, Node],
         state: BaseModel,
         *,
         snapshot: bool,
     ) -> None:
+        """Write the steps' units in one transaction; with `snapshot`, the state after them."""
+        steps = units if isinstance(units, list) else [units]
+        session_id = steps[0].session_id
+
         def work(tx: Tx) -> None:
-            seq = unit.apply(tx)
+            seq = 0
+            for unit in steps:
+                seq = unit.apply(tx)
             if snapshot:
-                snapshot_in(tx, unit.session_id, step, seq, running, state)
+                snapshot_in(tx, session_id, step, seq, running, state)
 
         await self._engine.write(work)
-        self._events.notify(unit.session_id)
+        self._events.notify(session_id)
 
     def _admit(self, flow: Flow[S], state: S, running: dict[str, Node], unit: Unit) -> None:
         """Enter the nodes that are ready, as far as the concurrency limit allows; with
@@ -185,7 +191,24 @@ class RunLoop:
         resumed = set(running)
         publish = self._publisher(session_id)
         tasks: dict[asyncio.Task[NodeOutput], Node] = {}
-        cancelling = asyncio.Event()
+        launched: set[str] = set()
+        finished: list[asyncio.Task[NodeOutput]] = []
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        attention = True  # take in whatever arrived while nothing ran the session
+
+        def rouse() -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        def on_done(task: asyncio.Task[NodeOutput]) -> None:
+            finished.append(task)
+            rouse()
+
+        def notice() -> None:
+            nonlocal attention
+            attention = True
+            rouse()
 
         async def execute(node: Node, at: S, again: bool) -> NodeOutput:
             unit = Unit(session_id, self.run_id, publish)
@@ -194,29 +217,35 @@ class RunLoop:
                 result = await flow.run(node, at, unit)
             return unit, result
 
-        self._watch.add(session_id, cancelling.set)
-        cancelling.set()  # take in whatever arrived while nothing ran the session
-        waker = asyncio.create_task(cancelling.wait())
+        self._watch.add(session_id, notice)
         try:
             while running or flow.waiting(state):
-                if cancelling.is_set():
-                    cancelling.clear()
+                if attention:
+                    attention = False
                     state, step = await self._cancel(session_id, flow, state, step, running, tasks)
                     state, step = await self._answers(session_id, flow, state, step, running)
-                    waker = asyncio.create_task(cancelling.wait())
+                    launched &= set(running)
                     continue
-                if not running:
-                    await waker  # waiting for a person: nothing to do until an answer
-                    continue
-                started = {node.id for node in tasks.values()}
                 for node in running.values():
-                    if node.id not in started:
+                    if node.id not in launched:
                         again = node.id in resumed
                         resumed.discard(node.id)
-                        tasks[asyncio.create_task(execute(node, state, again))] = node
-                done, _ = await asyncio.wait([*tasks, waker], return_when=asyncio.FIRST_COMPLETED)
-                for task in [t for t in tasks if t in done]:
-                    node = tasks.pop(task)
+                        task = loop.create_task(execute(node, state, again))
+                        task.add_done_callback(on_done)
+                        tasks[task] = node
+                        launched.add(node.id)
+                if not finished:
+                    await wake  # a node finished, or something arrived from outside
+                wake = loop.create_future()
+                done, finished[:] = list(finished), []
+                units: list[Unit] = []
+                snapshot = False
+                for task in done:
+                    node_or_none = tasks.pop(task, None)
+                    if node_or_none is None:
+                        continue  # stopped by a cancellation, already recorded
+                    node = node_or_none
+                    launched.discard(node.id)
                     unit, result = task.result()
                     state = flow.reduce(state, node, result)
                     exit_payload: JsonObject = {"node": node.id}
@@ -225,16 +254,16 @@ class RunLoop:
                     unit.emit(kinds.NODE_EXIT, exit_payload, task_id=node.task_id)
                     del running[node.id]
                     step += 1
+                    snapshot = snapshot or step % SNAPSHOT_EVERY == 0
                     self._admit(flow, state, running, unit)
-                    await self._commit(
-                        unit, step, running, state, snapshot=step % SNAPSHOT_EVERY == 0
-                    )
+                    units.append(unit)
+                if units:  # nodes that finished together commit together
+                    await self._commit(units, step, running, state, snapshot=snapshot)
         finally:
             self._watch.remove(session_id)
-            waker.cancel()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(waker, *tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         return state
 
     async def _answers(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from keel.errors import PlanError
 from keel.types import describe_validation_error
 
-MAX_PLANNED_TASKS = 50
+MAX_PLANNED_TASKS = 500
 
 PLAN_FORMAT = (
     'Answer with JSON only: {"tasks": [{"goal": "<sub-task goal>", "role": "<agent role>", '

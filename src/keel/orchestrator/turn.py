@@ -29,6 +29,7 @@ class DeltaStream:
         self._task_id = task_id
         self._buffer: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._published = False
 
     def __call__(self, text: str) -> None:
         self._buffer.append(text)
@@ -43,6 +44,7 @@ class DeltaStream:
     async def _flush(self) -> None:
         if not self._buffer:
             return
+        self._published = True
         text, self._buffer = "".join(self._buffer), []
         await self._unit.publish(
             kinds.MODEL_DELTA,
@@ -52,9 +54,16 @@ class DeltaStream:
         )
 
     async def close(self) -> None:
+        """Publish what is left; text of a call too quick to have streamed anything yet goes
+        into the step itself, which saves a commit."""
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
+        if not self._published and self._buffer:
+            text, self._buffer = "".join(self._buffer), []
+            payload = {"agent": self._agent, "text": text}
+            self._unit.emit(kinds.MODEL_DELTA, payload, task_id=self._task_id, actor=self._agent)
+            return
         await self._flush()
 
 

@@ -201,6 +201,7 @@ class SqliteEngine(Engine):
                 "set KEEL_HOME to a writable directory"
             ) from None
         self._write_lock = threading.Lock()
+        self._arrivals = 0
         try:
             self._writer = _Worker(
                 lambda: self._connect_writer(_WAIT_FOR_LOCK_MS),
@@ -245,11 +246,14 @@ class SqliteEngine(Engine):
         return self._writer.jobs.empty() and not self._write_lock.locked()
 
     async def write(self, work: Work[T]) -> T:
+        self._arrivals += 1
         if self._writer_idle():
-            # Let coroutines that are ready to write queue first: if any do, this write
-            # joins their group commit instead of running alone.
+            # Let coroutines that are ready to write arrive first: if any does, this write
+            # joins the group commit on the writer thread instead of running alone.
+            seen = self._arrivals
             await asyncio.sleep(0)
-            if self._writer_idle() and self._write_lock.acquire(blocking=False):
+            alone = self._arrivals == seen
+            if alone and self._writer_idle() and self._write_lock.acquire(blocking=False):
                 try:
                     outcome = self._run_inline(work)
                 finally:

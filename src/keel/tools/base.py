@@ -5,6 +5,7 @@ needs, and an async `run`. Tools raise `ToolError` for anything the model should
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,15 +58,21 @@ class Tool(ABC):
 A = TypeVar("A", bound=BaseModel)
 
 
+@functools.cache
+def _schema(model: type[BaseModel]) -> JsonObject:
+    """A tool's argument schema, built once per model (tools are made per session)."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    return schema
+
+
 class TypedTool(Tool, Generic[A]):
     """A tool whose arguments are a Pydantic model: the schema and the checks come from it."""
 
     arguments_model: ClassVar[type[BaseModel]]
 
     def __init__(self) -> None:
-        schema = self.arguments_model.model_json_schema()
-        schema.pop("title", None)
-        self.parameters = schema
+        self.parameters = _schema(self.arguments_model)
 
     def validate(self, arguments: JsonObject) -> JsonObject:
         try:
