@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from keel.tools.base import ToolContext, ToolError, TypedTool
-from keel.tools.paths import relative, resolve_inside
+from keel.tools.paths import relative, resolve_inside, workspace_root
 
 MAX_READ_BYTES = 256 * 1024
 MAX_MATCHES = 200
@@ -164,7 +164,7 @@ class Glob(TypedTool[GlobArgs]):
     idempotent = True
 
     async def call(self, arguments: GlobArgs, context: ToolContext) -> str:
-        root = context.workspace.resolve()
+        root = workspace_root(context.workspace)
         pattern = arguments.pattern.removeprefix("./")
         if pattern.startswith("/") or ".." in Path(pattern).parts:
             raise ToolError("the pattern must stay inside the workspace (no '/' or '..')")
@@ -200,7 +200,7 @@ class Grep(TypedTool[GrepArgs]):
             raise ToolError(
                 f"'{arguments.pattern}' is not a valid regular expression: {error}"
             ) from None
-        root = context.workspace.resolve()
+        root = workspace_root(context.workspace)
         start = resolve_inside(root, arguments.path)
 
         def search() -> list[str]:
