@@ -148,6 +148,7 @@ class Keel:
                 "with Keel.run_flow(session_id, flow)"
             )
         agents = await self.agents.resolve(session.agent_versions)
+        await self.facts.sweep()  # expired facts are already invisible; this frees them
         async with AsyncExitStack() as stack:
             agent_tools = {
                 agent.name: await stack.enter_async_context(mcp_tools(agent))
