@@ -306,3 +306,36 @@ async def test_a_pending_approval_survives_a_restart_and_can_be_answered_offline
         with pytest.raises(Exception, match="cannot go from 'denied'"):
             await third.answer(approval.id, allow=True)
     assert finished.status is SessionStatus.DONE
+
+
+async def test_an_idempotent_call_interrupted_by_a_crash_simply_runs_again(
+    home: Path, workspace: Path
+) -> None:
+    from keel.orchestrator import TeamFlow
+    from keel.tools import builtin_tools
+
+    class CrashingRead(type(builtin_tools()["read_file"])):  # type: ignore[misc]
+        calls = 0
+
+        async def run(self, arguments: Any, context: Any) -> str:
+            CrashingRead.calls += 1
+            raise Crash
+
+    model = scripted("re-reader", [use(("read_file", {"path": "notes.txt"})), "read it"])
+    agents = solo(model, ["read_file"], [READ])
+    async with await Keel.open(home) as first:
+        session = await first.create_session("Read", agents, config={"workspace": str(workspace)})
+        defs = await first.agents.resolve(session.agent_versions)
+        flow = TeamFlow(session, defs, tools={"read_file": CrashingRead()}, workspace=workspace)
+        with pytest.raises(Crash):
+            await first._loop.run(session.id, flow)
+    async with await Keel.open(home) as second:
+        finished = await asyncio.wait_for(second.resume(session.id), 5)
+        events = await second.events.read(session.id)
+    assert CrashingRead.calls == 1
+    assert finished.status is SessionStatus.DONE
+    assert of(events, kinds.APPROVAL_REQUESTED) == []
+    assert of(events, kinds.TOOL_INTERRUPTED) == []
+    (result,) = of(events, kinds.TOOL_RESULT)
+    assert result["ok"] is True
+    assert len(of(events, kinds.TOOL_CALL)) == 1  # journaled once, run twice
