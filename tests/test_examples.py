@@ -9,7 +9,7 @@ import pytest
 from keel.registry import load_folder
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-TEAMS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+TEAMS = sorted(p for p in EXAMPLES.glob("*-team") if any(p.glob("*.yaml")))
 
 
 @pytest.mark.parametrize("folder", TEAMS, ids=[p.name for p in TEAMS])

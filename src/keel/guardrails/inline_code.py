@@ -15,6 +15,8 @@ BEHAVIOURS: dict[str, str] = {
     "deletes": r"rmtree|rmSync|rmdirSync|unlinkSync|rimraf|remove_tree|rm_rf|FileUtils\.rm"
     r"|os\.remove|os\.unlink|unlink\s*\(|\.unlink\(|removedirs",
     "deletes_trees": r"rmtree|recursive|rm_rf|rm_r\b|remove_tree|rimraf|removedirs",
+    "names_home": r"Dir\.home|expanduser\(\s*['\"]~['\"]\s*\)|homedir\(\)|Path\.home\(\)"
+    r"|ENV\[['\"]HOME['\"]\]|env\.HOME|getenv\(\s*['\"]HOME['\"]\s*\)|\$HOME",
     "writes": r"open\s*\([^)]*['\"][wa]b?\+?['\"]|write_text|write_bytes|writeFileSync"
     r"|appendFileSync|File\.write|file_put_contents|>\s*['\"]",
     "network": r"socket|urlopen|urllib|requests\.|http\.client|httpx|fetch\s*\(|XMLHttpRequest"

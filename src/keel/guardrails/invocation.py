@@ -9,7 +9,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from keel.guardrails.findings import Finding
@@ -92,7 +92,7 @@ class Invocation:
     cwd: PurePosixPath | None
     locator: Locator
     wrappers: tuple[str, ...] = ()
-    assignments: tuple[str, ...] = field(default=())
+    assignments: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -116,7 +116,7 @@ class Invocation:
     @property
     def shown(self) -> str:
         """The command as written, quoted and shortened for a reason."""
-        parts = [_display(w) for w in self.command.argv]
+        parts = [_display(w.text) for w in (*self.command.assignments, *self.command.words)]
         parts += [f"{r.op}{_display(r.target.text)}" for r in self.command.redirects]
         line = " ".join(parts)
         return line if len(line) <= 80 else line[:77] + "..."

@@ -16,6 +16,11 @@ BUILD_OUTPUTS = (
     ".eggs", "*.egg-info", "_build", "site", ".gradle", "*.pyc", "*.o", "*.log", ".angular",
 )  # fmt: skip
 """Names whose deletion is routine: build outputs, caches, virtual environments."""
+CACHES = frozenset(
+    {".cache", "node_modules", "__pycache__", ".npm", ".pytest_cache", ".mypy_cache",
+     ".ruff_cache", ".gradle", ".pnpm-store", ".yarn"}
+)  # fmt: skip
+"""Folders outside the workspace whose deletion costs only a re-download: asked, not denied."""
 
 
 def read_risk(location: Location, via: str) -> Finding | None:
@@ -41,7 +46,7 @@ def write_risk(location: Location, via: str) -> Finding | None:
     if place.outside:
         return Finding(65, f"writes outside the workspace, to {shown}: {via}")
     if location.secret:
-        return Finding(50, f"overwrites {shown} ({location.secret}): {via}")
+        return Finding(35, f"overwrites {shown} ({location.secret}): {via}")
     if location.internal:
         score = 80 if "hook" in location.internal else 70 if "config" in location.internal else 60
         return Finding(score, f"writes {location.internal}: {shown}: {via}")
@@ -64,6 +69,9 @@ def delete_risk(location: Location, via: str, *, recursive: bool) -> Finding | N
     if place is Place.HOME and recursive:
         return Finding(95, f"recursive delete of the home directory ({via})")
     if place.outside:
+        if recursive and set(shown.split("/")) & CACHES and not location.secret:
+            what = f"recursive delete of a cache outside the workspace: {shown}"
+            return Finding(60, f"{what} ({via})")
         if recursive:
             return Finding(85, f"recursive delete outside the workspace: {shown} ({via})")
         return Finding(60, f"deletes {shown}, outside the workspace ({via})")

@@ -184,7 +184,10 @@ class Locator:
         if _under(path, home):
             return Place.HOME if path == home else Place.HOME_FILES
         scratch = (*SCRATCH_DIRECTORIES, tempfile.gettempdir())
-        if any(_under(path, d) and path != d for d in scratch):
+        neighbours = str(self.workspace.parent)  # other projects, even in a scratch directory
+        if any(_under(path, d) and path != d for d in scratch) and not (
+            _under(path, neighbours) and neighbours not in scratch
+        ):
             return Place.SCRATCH
         if any(_under(path, d) for d in SYSTEM_DIRECTORIES):
             return Place.SYSTEM

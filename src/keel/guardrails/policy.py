@@ -47,6 +47,8 @@ from keel.types import NAME_PATTERN, SCOPE_PATTERN
 Action = Literal["allow", "ask", "deny"]
 ACTIONS: tuple[Action, ...] = ("allow", "ask", "deny")
 SEVERITY: dict[Action, int] = {"allow": 0, "ask": 1, "deny": 2}
+POLICY_FILE = "keel.policy.yaml"
+"""The policy file of a project, at its root, versioned with the code."""
 DEFAULT_ASK = 40
 DEFAULT_DENY = 80
 RULE_KEYS = ("action", "tool", "scope", "path", "command", "reason")
@@ -153,17 +155,36 @@ class AgentSection:
     deny: int | None = None
 
 
+SANDBOX_BACKENDS = ("auto", "bubblewrap", "docker", "podman", "container", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxPolicy:
+    """Where commands run: a backend (`auto` picks bubblewrap on Linux), and whether Keel
+    may run them unsandboxed on the host when no sandbox works (never by default)."""
+
+    backend: str = "auto"
+    allow_unsandboxed: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     thresholds: Thresholds = field(default_factory=Thresholds)
     rules: tuple[Rule, ...] = ()
     agents: Mapping[str, AgentSection] = field(default_factory=dict)
+    sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)
     source: str = "the default policy"
 
     @classmethod
     def default(cls) -> Policy:
         """No rules; ask from a risk of 40, deny from 80."""
         return cls()
+
+    @classmethod
+    def for_project(cls, root: Path) -> Policy:
+        """The project's `keel.policy.yaml` if it has one, else the default policy."""
+        path = root / POLICY_FILE
+        return cls.load(path) if path.exists() else cls.default()
 
     @classmethod
     def load(cls, path: Path | str, *, home: Path | None = None) -> Policy:
@@ -219,12 +240,26 @@ class _Reader:
     def fail(self, where: str, problem: str) -> PolicyError:
         return PolicyError(self.source, where, problem)
 
+    def sandbox(self, data: Any) -> SandboxPolicy:
+        if data is None:
+            return SandboxPolicy()
+        problem = "must be a mapping with backend and allowUnsandboxed"
+        self.mapping(data, "sandbox", ("backend", "allowUnsandboxed"), problem)
+        backend = data.get("backend", "auto")
+        if backend not in SANDBOX_BACKENDS:
+            raise self.fail("sandbox.backend", f"must be one of {', '.join(SANDBOX_BACKENDS)}")
+        allow = data.get("allowUnsandboxed", False)
+        if not isinstance(allow, bool):
+            raise self.fail("sandbox.allowUnsandboxed", "must be true or false")
+        return SandboxPolicy(backend=backend, allow_unsandboxed=allow)
+
     def policy(self, data: Any) -> Policy:
         if data is None:
             return Policy(source=self.source)
-        known = ("thresholds", "rules", "agents")
-        problem = "the policy must be a mapping with thresholds, rules and agents"
+        known = ("thresholds", "rules", "agents", "sandbox")
+        problem = "the policy must be a mapping with thresholds, rules, agents and sandbox"
         self.mapping(data, "", known, problem)
+        sandbox = self.sandbox(data.get("sandbox"))
         ask, deny = self.thresholds(data.get("thresholds"), "thresholds")
         thresholds = Thresholds(
             ask=DEFAULT_ASK if ask is None else ask, deny=DEFAULT_DENY if deny is None else deny
@@ -251,7 +286,7 @@ class _Reader:
                 raise self.fail(f"{where}.thresholds", problem)
             section_rules = self.rules(raw.get("rules"), f"{where}.rules", in_agent_section=True)
             agents[name] = AgentSection(section_rules, section_ask, section_deny)
-        return Policy(thresholds, rules, agents, self.source)
+        return Policy(thresholds, rules, agents, sandbox, self.source)
 
     def mapping(self, data: Any, where: str, known: tuple[str, ...], problem: str) -> None:
         if not isinstance(data, dict):

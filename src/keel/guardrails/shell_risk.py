@@ -19,6 +19,7 @@ from keel.guardrails.invocation import PYTHON, ROOT_WRAPPERS, Invocation, option
 from keel.guardrails.path_risk import delete_risk, read_risk, write_risk
 from keel.guardrails.paths import Location, Locator, Place
 from keel.guardrails.rules import nested_for, rule_for
+from keel.guardrails.rules.files import WRITERS
 from keel.guardrails.rules.network import DOWNLOADERS, RAW_SOCKETS
 from keel.guardrails.rules.system import secret_variables, variable_risk
 from keel.guardrails.shell_parse import Pipeline, Script, Word, parse
@@ -276,6 +277,9 @@ class _Walker:
                     self.add(Finding(30, f"{SERVERS[module]} ({inv.shown})"))
                 return
             if not text.startswith("-"):
+                if _fetches_any((word,), self.locator):
+                    what = f"runs a script downloaded from the network ({inv.shown})"
+                    self.add(Finding(95, what))
                 return  # runs a script file
         for redirect in inv.command.redirects:
             if redirect.body is not None:
@@ -298,6 +302,8 @@ class _Walker:
             for literal in facts.literals:
                 if looks_like_command(literal):
                     self.text(literal, inv.cwd, depth + 1)
+        if facts.does("deletes") and facts.does("names_home"):
+            self.add(delete_risk(inv.where("~"), via, recursive=facts.does("deletes_trees")))
         for literal in facts.literals:
             if not looks_like_path(literal):
                 continue
@@ -334,6 +340,8 @@ class _Walker:
         operands = inv.operands(PATTERN_VALUES if inv.name in PATTERN_FIRST else frozenset())
         if inv.name in PATTERN_FIRST and not inv.has("-e", "-f", "--regexp", "--file"):
             operands = operands[1:]
+        if inv.name in WRITERS:  # what they write is scored by their rule, not read here
+            operands = operands[:-1] if WRITERS[inv.name][0] == "last" else []
         for word in operands:
             if "://" in word.text:
                 continue

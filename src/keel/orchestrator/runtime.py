@@ -8,6 +8,7 @@ the run loop, and runs sessions to their end in this process.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,13 @@ from keel.orchestrator.functions import FunctionFlow, FunctionState
 from keel.orchestrator.loop import RunLoop
 from keel.orchestrator.session_config import SessionConfig
 from keel.orchestrator.team import TeamFlow
+from keel.orchestrator.workflow import WorkflowFlow
+from keel.orchestrator.workflow_spec import (
+    WorkflowSpec,
+    check_workflow,
+    parse_workflow,
+    read_workflow,
+)
 from keel.registry import AgentRegistry, SessionRegistry, TaskRegistry
 from keel.store import Engine, open_engine
 from keel.tools import Tool, builtin_tools
@@ -33,6 +41,7 @@ from keel.types import AgentDefinition, Budget, JsonObject, Session, parse_model
 
 TEAM = "team"
 FUNCTIONS = "functions"
+WORKFLOW = "workflow"
 
 
 @asynccontextmanager
@@ -121,7 +130,38 @@ class Keel:
         runs with exactly those versions. The session does not run until `run`."""
         if not goal.strip():
             raise ConfigError("a session needs a goal: say what the agents should do")
-        config = SessionConfig.read({**(config or {}), "flow": TEAM}).resolved().to_json()
+        config = {**(config or {}), "flow": TEAM}
+        return await self._create_with_agents(goal, agents, user_id, config, budget)
+
+    async def create_workflow_session(
+        self,
+        workflow: Path | str | JsonObject | WorkflowSpec,
+        agents: Iterable[AgentDefinition | dict[str, Any]],
+        *,
+        user_id: str = "local",
+        config: JsonObject | None = None,
+        budget: Budget | dict[str, Any] | None = None,
+    ) -> Session:
+        """Check a workflow (a file, a mapping or a spec) against `agents`, register them,
+        and create a session that runs it. The session's config keeps the workflow, so a
+        resume needs no file. The session does not run until `run`."""
+        spec, subject = read_workflow(workflow)
+        checked = [self.agents.validate(agent) for agent in agents]
+        check_workflow(spec, [agent.name for agent in checked], subject=subject)
+        config = {**(config or {}), "flow": WORKFLOW, "workflow": spec.to_json()}
+        return await self._create_with_agents(spec.session_goal, checked, user_id, config, budget)
+
+    async def _create_with_agents(
+        self,
+        goal: str,
+        agents: Iterable[AgentDefinition | dict[str, Any]],
+        user_id: str,
+        config: JsonObject,
+        budget: Budget | dict[str, Any] | None,
+    ) -> Session:
+        checked = SessionConfig.read(config).resolved()
+        await asyncio.to_thread(checked.load_policy)  # a bad policy file stops us here
+        config = checked.to_json()
         if isinstance(budget, dict):
             budget = parse_model(Budget, budget, "session budget")
         registered = await self.agents.register(agents)
@@ -133,8 +173,8 @@ class Keel:
         )
 
     async def run(self, session_id: str) -> Session:
-        """Run a team session to its end; a session that was interrupted resumes from its
-        last checkpoint."""
+        """Run a team or workflow session to its end; a session that was interrupted resumes
+        from its last checkpoint."""
         session = await self.sessions.get(session_id)
         if session.status.is_final:
             raise SessionNotResumable(
@@ -142,12 +182,16 @@ class Keel:
                 "start a new session instead"
             )
         config = SessionConfig.read(session.config)
-        if config.flow != TEAM:
+        if config.flow == FUNCTIONS:
             raise SessionNotResumable(
                 f"session {session_id} runs a Python function flow; resume it from Python "
                 "with Keel.run_flow(session_id, flow)"
             )
         agents = await self.agents.resolve(session.agent_versions)
+        workflow = None
+        if config.flow == WORKFLOW:
+            workflow = parse_workflow(config.workflow, f"the workflow of session {session_id}")
+        policy = await asyncio.to_thread(config.load_policy)
         await self.facts.sweep()  # expired facts are already invisible; this frees them
         async with AsyncExitStack() as stack:
             agent_tools = {
@@ -159,7 +203,11 @@ class Keel:
                 session,
                 agents,
                 config.model_settings(),
-                tools=builtin_tools(),
+                tools=builtin_tools(
+                    backend=policy.sandbox.backend,
+                    allow_unsandboxed=policy.sandbox.allow_unsandboxed,
+                ),
+                policy=policy,
                 agent_tools=agent_tools,
                 workspace=config.workspace_path(),
                 task_budget=config.task_budget,
@@ -171,7 +219,10 @@ class Keel:
                 run_id=self.run_id,
                 approval_wait_s=config.approval_timeout_s,
             )
-            await self._loop.run(session_id, flow)
+            if workflow is None:
+                await self._loop.run(session_id, flow)
+            else:
+                await self._loop.run(session_id, WorkflowFlow(workflow, flow))
         return await self.sessions.get(session_id)
 
     resume = run

@@ -9,12 +9,16 @@ from typing import Literal
 from pydantic import Field
 
 from keel.errors import ConfigError
+from keel.guardrails import Policy
 from keel.models import ModelSettings, ProviderSettings
 from keel.types import Budget, JsonObject, KeelModel, parse_model
 
 
 class SessionConfig(KeelModel):
-    flow: Literal["team", "functions"] = "team"
+    flow: Literal["team", "functions", "workflow"] = "team"
+    workflow: JsonObject | None = Field(
+        default=None, description="The workflow a 'workflow' session runs, as validated."
+    )
     workspace: str | None = Field(
         default=None, description="Directory the agents' tools work in (absolute)."
     )
@@ -23,6 +27,10 @@ class SessionConfig(KeelModel):
     model_max_attempts: int = Field(default=4, ge=1, le=20)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     task_budget: Budget | None = None
+    policy: str | None = Field(
+        default=None,
+        description="The policy file; default: keel.policy.yaml at the workspace root, if any.",
+    )
     project: str | None = Field(
         default=None,
         description="What the project memory scope is shared across; default: the workspace.",
@@ -56,7 +64,18 @@ class SessionConfig(KeelModel):
         workspace = Path(self.workspace).expanduser().resolve()
         if not workspace.is_dir():
             raise ConfigError(f"the workspace {workspace} is not a directory")
-        return self.model_copy(update={"workspace": str(workspace)})
+        update = {"workspace": str(workspace)}
+        if self.policy is not None:
+            update["policy"] = str(Path(self.policy).expanduser().resolve())
+        return self.model_copy(update=update)
+
+    def load_policy(self) -> Policy:
+        """The session's policy; a bad file raises `PolicyError`: Keel does not run unguarded."""
+        if self.policy is not None:
+            return Policy.load(self.policy)
+        if self.workspace is not None:
+            return Policy.for_project(Path(self.workspace))
+        return Policy.default()
 
     def project_id(self) -> str | None:
         """The project's id: as configured, else derived from the workspace's path."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keel.errors import ModelError, PlanError
 from keel.events import kinds
-from keel.guardrails import approvals, grants
+from keel.guardrails import Policy, approvals, grants
 from keel.guardrails.approvals import Approval, ApprovalKind
 from keel.ids import new_id
 from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
@@ -82,6 +82,7 @@ class TeamFlow(Flow[TeamState]):
         blackboard: Blackboard | None = None,
         run_id: str = "",
         approval_wait_s: float = 3600.0,
+        policy: Policy | None = None,
     ) -> None:
         self.session = session
         self.max_concurrency = max_concurrency
@@ -89,6 +90,7 @@ class TeamFlow(Flow[TeamState]):
         self.blackboard = blackboard
         self._run_id = run_id
         self.approval_wait_s = approval_wait_s
+        self.policy = policy
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
         self._models: dict[str, RetryingModel] = {}
@@ -124,7 +126,9 @@ class TeamFlow(Flow[TeamState]):
             mine.update(self._agent_tools.get(agent.name, {}))
             if self.blackboard is not None:
                 mine.update(self.blackboard.tools(agent, self._run_id))
-            self._executors[agent.name] = ToolExecutor(mine)
+            self._executors[agent.name] = ToolExecutor(
+                mine, policy=self.policy, workspace=self.workspace
+            )
         return self._executors[agent.name]
 
     def _context(self, agent: AgentDefinition, task_id: str) -> ToolContext:

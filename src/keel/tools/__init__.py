@@ -22,7 +22,10 @@ __all__ = [
 ]
 
 
-def builtin_tools() -> dict[str, Tool]:
+def builtin_tools(
+    *, backend: str | None = None, allow_unsandboxed: bool = False
+) -> dict[str, Tool]:
+    """The built-in tools; `run_command` runs in the `backend` sandbox (None: the default)."""
     tools: list[Tool] = [
         ReadFile(),
         WriteFile(),
@@ -30,7 +33,7 @@ def builtin_tools() -> dict[str, Tool]:
         ListDir(),
         Glob(),
         Grep(),
-        RunCommand(),
+        RunCommand(backend=backend, allow_unsandboxed=allow_unsandboxed),
         Delegate(),
         Handoff(),
     ]

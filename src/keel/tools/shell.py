@@ -36,11 +36,13 @@ class RunCommand(TypedTool[RunCommandArgs]):
         self,
         sandbox: Sandbox | None = None,
         *,
+        backend: str | None = None,
         allow_unsandboxed: bool = False,
         memory_mb: int | None = DEFAULT_MEMORY_MB,
     ) -> None:
         super().__init__()
         self.sandbox = sandbox
+        self.backend = backend
         self.allow_unsandboxed = allow_unsandboxed
         self.memory_mb = memory_mb
 
@@ -48,7 +50,7 @@ class RunCommand(TypedTool[RunCommandArgs]):
         if self.sandbox is None:
             try:
                 self.sandbox = await asyncio.to_thread(
-                    select_sandbox, allow_unsandboxed=self.allow_unsandboxed
+                    select_sandbox, self.backend, allow_unsandboxed=self.allow_unsandboxed
                 )
             except SandboxUnavailable as error:
                 raise ToolError(f"refused: no sandbox can run commands here: {error}") from None

@@ -77,7 +77,8 @@ def find(inv: Invocation) -> Iterator[Finding]:
             if found:
                 yield found
         elif where.place in (Place.ROOT, Place.SYSTEM, Place.HOME):
-            yield Finding(85, f"deletes matching files all over {where.shown} ({inv.shown})")
+            score = 70 if where.place is Place.HOME else 85
+            yield Finding(score, f"deletes matching files all over {where.shown} ({inv.shown})")
         elif where.place.outside:
             yield Finding(
                 60, f"deletes files outside the workspace, in {where.shown} ({inv.shown})"
@@ -87,15 +88,20 @@ def find(inv: Invocation) -> Iterator[Finding]:
 def find_commands(inv: Invocation) -> list[str]:
     """The commands `find -exec` runs, with `{}` standing for what find may pass."""
     starts, filters, names, _ = _find_parts(inv)
-    start = starts[0].text.rstrip("/") or "/"
-    found = f"{start}/{names[0]}" if names else start if filters else f"{start}/*"
+    start = starts[0].text
+    within = start.rstrip("/") + "/"
+    found = within + names[0] if names else start if filters else within + "*"
     return [
         shlex.join(found if w.text == "{}" else w.text for w in command)
         for command in _find_execs(inv)
     ]
 
 
+DELETING_PROGRAMS = frozenset({"rm", "shred", "unlink"})
+
+
 def _find_parts(inv: Invocation) -> tuple[list[Word], list[str], list[str], bool]:
+    """Start points, filters, `-name` patterns, and whether matches are deleted."""
     words = list(inv.words[1:])
     while words and words[0].text in ("-H", "-L", "-P"):
         words.pop(0)
@@ -112,6 +118,9 @@ def _find_parts(inv: Invocation) -> tuple[list[Word], list[str], list[str], bool
             filters.append(word.text)
             if word.text in ("-name", "-iname") and i + 1 < len(words):
                 names.append(words[i + 1].text)
+    deletes = deletes or any(
+        command[0].text.rsplit("/", 1)[-1] in DELETING_PROGRAMS for command in _find_execs(inv)
+    )
     return starts or [Word(".")], filters, names, deletes
 
 

@@ -100,6 +100,8 @@ def _subcommand(inv: Invocation) -> tuple[str, list[str]]:
 
 
 def _is_local(spec: str) -> bool:
+    if "://" in spec:
+        return False
     return spec.startswith((".", "/", "~")) or spec.endswith((".whl", ".tar.gz", ".zip"))
 
 
@@ -139,7 +141,13 @@ def system_manager(inv: Invocation) -> Iterator[Finding]:
 
 
 def package_runner(inv: Invocation) -> Iterator[Finding]:
-    score = 50 if inv.has("-y", "--yes", "-p", "--package") else RUNNERS[inv.name]
+    own = []  # the runner's options come before the package; the rest are the package's
+    for text in inv.args:
+        if not text.startswith("-"):
+            break
+        own.append(text)
+    fetches = bool({"-y", "--yes", "-p", "--package"} & set(own))
+    score = 50 if fetches else RUNNERS[inv.name]
     what = f"runs a package that may be fetched from a registry ({inv.shown})"
     yield Finding(score, what, _talks)
 

@@ -178,6 +178,13 @@ def unset(inv: Invocation) -> Iterator[Finding]:
         yield Finding(50, f"hides the shell history ({inv.shown})")
 
 
+def secret_export(inv: Invocation) -> Iterator[Finding]:
+    """`gpg --export-secret-keys`, `security find-generic-password -w`: keys in the clear."""
+    args = " ".join(inv.args)
+    if re.search(r"--export-secret|find-(generic|internet)-password|dump-keychain", args):
+        yield Finding(75, f"exports secret keys or passwords ({inv.shown})", frozenset({SECRET}))
+
+
 def environment(inv: Invocation) -> Iterator[Finding]:
     """`env` or `printenv` with nothing to run: prints the environment."""
     operands = [a for a in inv.args if not a.startswith("-") and "=" not in a]
@@ -219,6 +226,9 @@ RULES: dict[str, Rule] = {
     "unset": unset,
     "env": environment,
     "printenv": environment,
+    "gpg": secret_export,
+    "gpg2": secret_export,
+    "security": secret_export,
     **dict.fromkeys(POWER, power),
     **dict.fromkeys(ACCOUNTS, accounts),
     **dict.fromkeys(FIREWALLS, firewall),
