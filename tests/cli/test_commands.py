@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -67,12 +68,24 @@ def test_demo_fixes_the_failing_test_of_a_new_git_repository(
     assert "The tests fail: FAIL: test_add" in out
     assert "edit_file ok" in out
     assert "The tests pass (Ran 2 tests" in out
-    (repo,) = (home / "demo").iterdir()
-    assert "return a + b" in (repo / "calc.py").read_text()
-    status = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
-    )
-    assert status.stdout.strip() == "M calc.py"
+    repo = Path(re.search(r"demo repository: (\S+) ", out)[1])  # type: ignore[index]
+    _, sessions_json, _ = keel(env, "sessions", "--json")
+    session = json.loads(sessions_json.splitlines()[0])["id"]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    # the user's branch and files are untouched; the fix is on the session's branch
+    assert "return a - b" in (repo / "calc.py").read_text()
+    assert git("status", "--porcelain") == ""
+    assert git("branch", "--show-current") == "main"
+    assert "return a + b" in git("show", f"keel/{session}:calc.py")
+    code, out, _ = keel(env, "snapshots", session)
+    assert code == 0
+    assert "after edit_file" in out
+    code, out, _ = keel(env, "diff", session, "0")
+    assert "+    return a + b" in out
 
 
 def test_an_unknown_session_is_one_line_and_exit_2(env: dict[str, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 from keel.ids import new_id
@@ -50,9 +51,13 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
-def create_demo_repo(home: Path) -> Path:
-    """A new git repository under `home/demo/` with a failing test, committed."""
-    repo = home / "demo" / new_id("repo")
+def create_demo_repo(parent: Path | None = None) -> Path:
+    """A new git repository with a failing test, committed: in a new temporary folder, or
+    under `parent` (never inside Keel's home, which a session may not work in)."""
+    if parent is None:
+        repo = Path(tempfile.mkdtemp(prefix="keel-demo-")) / "calc"
+    else:
+        repo = parent / new_id("repo")
     repo.mkdir(parents=True)
     for name, text in FILES.items():
         (repo / name).write_text(text)

@@ -20,7 +20,7 @@ from rich.text import Text
 from keel.cli.demo import DEMO_GOAL, create_demo_repo
 from keel.cli.session_runner import run_in_foreground
 from keel.cli.view import STATUS_STYLE, event_line
-from keel.config import Settings
+from keel.cli.workspace_commands import add_workspace_commands
 from keel.errors import KeelError
 from keel.events import kinds
 from keel.models import BUILTIN_SCRIPTS, PROVIDERS
@@ -40,6 +40,7 @@ app = typer.Typer(
 )
 agents_app = typer.Typer(help="Validate and list agent definitions.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
+add_workspace_commands(app)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -189,7 +190,7 @@ def demo(
     a new git repository, shown live."""
 
     async def main() -> int:
-        repo = await asyncio.to_thread(create_demo_repo, Settings.from_env(_Options.home).home)
+        repo = await asyncio.to_thread(create_demo_repo)
         out.print(Text(f"demo repository: {repo} (its tests fail)", "bold"))
         config = {"scriptedLatencyMs": scripted_delay, "workspace": str(repo)}
         return await _run_session(DEMO_GOAL, None, default_team(), config, _live(plain))

@@ -74,9 +74,12 @@ def print_summary(
     table.add_row("tokens", f"{view.input_tokens} in, {view.output_tokens} out")
     table.add_row("wall time", f"{seconds:.2f} s")
     table.add_row("data", f"{Path(keel.settings.home).resolve()}  ({keel.engine.url})")
-    workspace = (session.config or {}).get("workspace")
-    if workspace:
-        table.add_row("workspace", f"{workspace}  (see the change: git -C {workspace} diff)")
+    opened = view.workspace
+    if opened:
+        where = opened.get("path", "")
+        branch = opened.get("branch")
+        change = f"keel diff {session.id}" + (f"; branch {branch}" if branch else "")
+        table.add_row("workspace", f"{where}  ({change})")
     if session.final_answer:
         table.add_row("answer", session.final_answer)
     console.print()

@@ -78,6 +78,11 @@ def describe(event: TraceEvent) -> str:
             return f"{p.get('scope')} {p.get('limit')}: {p.get('used')} of {p.get('allowed')}"
         case kinds.TOOL_INTERRUPTED:
             return f"{p.get('tool')} was interrupted by a crash and not re-run"
+        case kinds.WORKSPACE_OPENED:
+            branch = f" on {p['branch']}" if p.get("branch") else ""
+            return f"{p.get('kind')} {p.get('path')}{branch}"
+        case kinds.WORKSPACE_SNAPSHOT:
+            return f"snapshot {p.get('number')} ({p.get('commit')}): {p.get('label')}"
         case kinds.SESSION_COMPLETED:
             return _clip(str(p.get("finalAnswer", "")))
         case kinds.SESSION_FAILED:
@@ -116,6 +121,7 @@ class SessionView:
     output_tokens: int = 0
     status: str = "pending"
     streaming: str = ""
+    workspace: JsonObject = field(default_factory=dict)
 
     def add(self, event: TraceEvent) -> None:
         self.events += 1
@@ -134,6 +140,8 @@ class SessionView:
             self.streaming = ""
             self.input_tokens += int(p.get("inputTokens", 0))
             self.output_tokens += int(p.get("outputTokens", 0))
+        elif event.type == kinds.WORKSPACE_OPENED:
+            self.workspace = dict(p)
         elif event.type in (kinds.SESSION_STARTED, kinds.SESSION_RESUMED):
             self.status = "running"
         elif event.type in kinds.SESSION_FINAL:

@@ -37,6 +37,8 @@ ARTIFACT_STORED = "artifact.stored"
 ARTIFACT_LINKED = "artifact.linked"
 BLACKBOARD_DENIED = "blackboard.denied"
 CONTEXT_ASSEMBLED = "context.assembled"
+WORKSPACE_OPENED = "workspace.opened"
+WORKSPACE_SNAPSHOT = "workspace.snapshot"
 APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_ANSWERED = "approval.answered"
 APPROVAL_APPLIED = "approval.applied"
@@ -81,4 +83,8 @@ DESCRIPTIONS: dict[str, str] = {
     "deadline); its task is blocked",
     APPROVAL_ANSWERED: "a person allowed or denied it, or the deadline passed (a deny)",
     APPROVAL_APPLIED: "the session took the answer in; the task runs again",
+    WORKSPACE_OPENED: "the session's workspace: a worktree on its own branch, or a directory "
+    "snapshotted in place (path, branch, notes about the user's uncommitted changes)",
+    WORKSPACE_SNAPSHOT: "the workspace was snapshotted before or after writing tool calls "
+    "(number, commit, label, files changed)",
 }

@@ -85,7 +85,7 @@ def work_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply
     return f"Done: {goal[:1].lower() + goal[1:]}, and checked against the session goal."
 
 
-TEST_COMMAND = f"{shlex.quote(sys.executable)} -m unittest discover -v"
+TEST_COMMAND = f"{shlex.quote(sys.executable)} -B -m unittest discover -v"
 
 
 def test_script(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Reply:

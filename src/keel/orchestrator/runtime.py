@@ -15,10 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from keel.blackboard import DecisionLog, FactStore, FileArtifactStore
+from keel.blackboard import Actor, DecisionLog, FactStore, FileArtifactStore
 from keel.config import Settings
 from keel.errors import ConfigError, SessionNotResumable
-from keel.events import EventLog
+from keel.events import EventLog, NewEvent, kinds
 from keel.guardrails.approvals import Approval, Approvals
 from keel.ids import new_id
 from keel.orchestrator import cancel
@@ -37,7 +37,18 @@ from keel.orchestrator.workflow_spec import (
 from keel.registry import AgentRegistry, SessionRegistry, TaskRegistry
 from keel.store import Engine, open_engine
 from keel.tools import Tool, builtin_tools
-from keel.types import AgentDefinition, Budget, JsonObject, Session, parse_model
+from keel.types import (
+    AgentDefinition,
+    ArtifactType,
+    Budget,
+    JsonObject,
+    MemoryScope,
+    Session,
+    parse_model,
+)
+from keel.workspace.model import Workspace
+from keel.workspace.snapshots import final_patch
+from keel.workspace.worktrees import WorkspaceManager
 
 TEAM = "team"
 FUNCTIONS = "functions"
@@ -68,6 +79,8 @@ class Keel:
         self.sessions = SessionRegistry(engine)
         self.tasks = TaskRegistry(engine)
         self.approvals = Approvals(engine, self.events, self.run_id)
+        self.workspaces = WorkspaceManager(settings.home)
+        self._opening = asyncio.Lock()
         self.facts = FactStore(engine, events=self.events)
         self.decisions = DecisionLog(self.facts)
         self.artifacts = FileArtifactStore(engine, settings.home / "artifacts", events=self.events)
@@ -193,6 +206,7 @@ class Keel:
             workflow = parse_workflow(config.workflow, f"the workflow of session {session_id}")
         policy = await asyncio.to_thread(config.load_policy)
         await self.facts.sweep()  # expired facts are already invisible; this frees them
+        workspace = await self._open_workspace(session, config)
         async with AsyncExitStack() as stack:
             agent_tools = {
                 agent.name: await stack.enter_async_context(mcp_tools(agent))
@@ -209,7 +223,8 @@ class Keel:
                 ),
                 policy=policy,
                 agent_tools=agent_tools,
-                workspace=config.workspace_path(),
+                workspace=workspace.path if workspace else config.workspace_path(),
+                snapshots=workspace,
                 task_budget=config.task_budget,
                 max_concurrency=config.max_concurrency,
                 fail_fast=config.on_task_failure == "fail_fast",
@@ -223,7 +238,42 @@ class Keel:
                 await self._loop.run(session_id, flow)
             else:
                 await self._loop.run(session_id, WorkflowFlow(workflow, flow))
-        return await self.sessions.get(session_id)
+        finished = await self.sessions.get(session_id)
+        if workspace is not None and finished.status.is_final:
+            await self._keep_change(finished, workspace)
+        return finished
+
+    async def _open_workspace(self, session: Session, config: SessionConfig) -> Workspace | None:
+        """The session's own workspace: a worktree on `keel/<session>` when its directory is
+        in a git repository (the user's branch, index and files are never touched), else the
+        directory itself with snapshots in a shadow git directory."""
+        if config.workspace is None or not config.isolate:
+            return None
+        async with self._opening:  # sessions on one directory share its shadow repository
+            workspace = await self.workspaces.open_session(session.id, config.workspace)
+        payload: JsonObject = {
+            "kind": workspace.kind,
+            "path": str(workspace.path),
+            "branch": workspace.branch,
+        }
+        if workspace.notes:
+            payload["notes"] = list(workspace.notes)
+        await self.events.append(
+            session.id, self.run_id, [NewEvent(kinds.WORKSPACE_OPENED, "keel", payload)]
+        )
+        return workspace
+
+    async def _keep_change(self, session: Session, workspace: Workspace) -> None:
+        """Commit the session's change to its branch and keep it as a patch artifact."""
+        patch = await final_patch(workspace)
+        if not patch.strip():
+            return
+        if workspace.kind == "worktree":
+            await self.workspaces.commit_changes(workspace, f"keel: {session.goal}"[:200])
+        actor = Actor("keel", session.id, self.run_id, MemoryScope.SESSION)
+        await self.artifacts.put(
+            patch.encode(), name="final.patch", type=ArtifactType.CODE, actor=actor
+        )
 
     resume = run
 

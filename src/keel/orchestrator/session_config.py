@@ -31,6 +31,11 @@ class SessionConfig(KeelModel):
         default=None,
         description="The policy file; default: keel.policy.yaml at the workspace root, if any.",
     )
+    isolate: bool = Field(
+        default=True,
+        description="Work in a worktree of the workspace's repository (or snapshot a plain "
+        "directory in place); false: work on the directory as it is, without snapshots.",
+    )
     project: str | None = Field(
         default=None,
         description="What the project memory scope is shared across; default: the workspace.",

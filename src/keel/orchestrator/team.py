@@ -48,6 +48,8 @@ from keel.store import Tx
 from keel.tools import Tool, ToolContext, ToolExecutor, ToolOutcome
 from keel.tools.orchestration import ORCHESTRATION_TOOLS
 from keel.types import AgentDefinition, Budget, JsonObject, Session, SessionStatus, TaskStatus
+from keel.workspace.model import Workspace
+from keel.workspace.snapshots import snapshot
 
 PLANNER_ROLE = "planner"
 REVIEWER_ROLE = "reviewer"
@@ -83,6 +85,7 @@ class TeamFlow(Flow[TeamState]):
         run_id: str = "",
         approval_wait_s: float = 3600.0,
         policy: Policy | None = None,
+        snapshots: Workspace | None = None,
     ) -> None:
         self.session = session
         self.max_concurrency = max_concurrency
@@ -91,6 +94,7 @@ class TeamFlow(Flow[TeamState]):
         self._run_id = run_id
         self.approval_wait_s = approval_wait_s
         self.policy = policy
+        self.snapshots = snapshots
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
         self._models: dict[str, RetryingModel] = {}
@@ -608,9 +612,16 @@ class TeamFlow(Flow[TeamState]):
             return self._ask(unit, task_id, agent, call, "guardrail", risk, decision.reasons)
         refused = [c for c in batch if answers.get(c.id) is False]
         runnable = [c for c in batch if answers.get(c.id) is not False]
+        writes = any(
+            (tool := executor.tool(c.name)) is not None and not tool.read_only for c in runnable
+        )
+        if writes:
+            await self._snapshot(unit, task_id, f"before {', '.join(c.name for c in runnable)}")
         outcomes = await run_tools(
             executor, agent, runnable, self._context(agent, task_id), unit, answers
         )
+        if writes:
+            await self._snapshot(unit, task_id, f"after {', '.join(c.name for c in runnable)}")
         for call in refused:
             message = "error: not run: a person denied this call; do not retry it as is"
             outcomes.append(ToolOutcome(call.id, call.name, message, False, 0.0))
@@ -623,6 +634,19 @@ class TeamFlow(Flow[TeamState]):
         order = {call.id: index for index, call in enumerate(batch)}
         outcomes.sort(key=lambda outcome: order[outcome.call_id])
         return {"outcomes": [outcome.to_json() for outcome in outcomes]}
+
+    async def _snapshot(self, unit: Unit, task_id: str, label: str) -> None:
+        """Record the workspace's files (a no-op when nothing changed since the last)."""
+        if self.snapshots is None:
+            return
+        taken = await snapshot(self.snapshots, label)
+        payload: JsonObject = {
+            "number": taken.number,
+            "commit": taken.short,
+            "label": taken.label,
+            "filesChanged": taken.files_changed,
+        }
+        unit.emit(kinds.WORKSPACE_SNAPSHOT, payload, task_id=task_id)
 
     def _orchestrate(
         self, state: TeamState, agent: AgentDefinition, call: ToolCall, unit: Unit, task_id: str
