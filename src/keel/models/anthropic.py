@@ -34,9 +34,14 @@ from anthropic.types import (
 from anthropic.types import Usage as AnthropicUsage
 
 from keel.errors import ModelError, ModelRefused, ModelUnavailable
-from keel.models.base import DeltaSink, Message, Model, ModelResponse, ToolCall, ToolSpec, Usage
-from keel.models.http_wire import RETRYABLE_STATUSES, parse_arguments, retry_after
-from keel.models.settings import ModelSettings, api_key, base_url
+from keel.models.base import DeltaSink, Message, ModelResponse, ToolCall, ToolSpec, Usage
+from keel.models.http_wire import (
+    RETRYABLE_STATUSES,
+    HttpModel,
+    parse_arguments,
+    retry_after,
+)
+from keel.models.settings import ModelSettings
 from keel.types import JsonObject
 
 PROVIDER = "anthropic"
@@ -47,24 +52,15 @@ MAX_TOKENS = 4096
 """The Messages API requires a limit on the answer's length; this one fits an agent turn."""
 
 
-_HINTS = {401: "; check the API key", 404: "; check the model name and the base URL"}
-
-
 def create(name: str, settings: ModelSettings) -> AnthropicModel:
-    return AnthropicModel(
-        name,
-        api_key=api_key(settings, PROVIDER, KEY_VARIABLES),
-        base_url=base_url(settings, PROVIDER, BASE_URL_VARIABLES),
-        timeout_s=settings.timeout_s,
-    )
+    return AnthropicModel.from_settings(name, settings)
 
 
-class AnthropicModel(Model):
-    def __init__(self, name: str, *, api_key: str, base_url: str | None, timeout_s: float) -> None:
-        self.name = name
-        self.base_url = base_url or DEFAULT_BASE_URL
-        self._api_key = api_key
-        self._timeout_s = timeout_s
+class AnthropicModel(HttpModel):
+    provider = PROVIDER
+    default_base_url = DEFAULT_BASE_URL
+    key_variables = KEY_VARIABLES
+    base_url_variables = BASE_URL_VARIABLES
 
     async def complete(
         self,
@@ -103,10 +99,6 @@ class AnthropicModel(Model):
             )
         return answer.response(f"{PROVIDER}:{self.name}")
 
-    @property
-    def _where(self) -> str:
-        return f"{PROVIDER} model '{self.name}' at {self.base_url}"
-
     def _keel_error(self, error: anthropic.AnthropicError | httpx2.TransportError) -> ModelError:
         where = self._where
         if isinstance(error, anthropic.APIStatusError) and error.status_code < 400:
@@ -122,9 +114,7 @@ class AnthropicModel(Model):
                     retry_after=retry_after(error.response.headers),
                     kind="rate_limit" if status == 429 else "server_error",
                 )
-            return ModelRefused(
-                f"{where} refused the request (HTTP {status}): {reason}{_HINTS.get(status, '')}"
-            )
+            return ModelRefused(self._refused(status, reason))
         if isinstance(error, anthropic.APIConnectionError):
             detail = str(error.__cause__ or "") or error.message
             return ModelUnavailable(f"{where}: the connection failed: {detail}", kind="connection")

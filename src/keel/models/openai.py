@@ -23,9 +23,14 @@ from openai.types.chat import (
 )
 
 from keel.errors import ModelError, ModelRefused, ModelUnavailable
-from keel.models.base import DeltaSink, Message, Model, ModelResponse, ToolCall, ToolSpec, Usage
-from keel.models.http_wire import RETRYABLE_STATUSES, parse_arguments, retry_after
-from keel.models.settings import ModelSettings, api_key, base_url
+from keel.models.base import DeltaSink, Message, ModelResponse, ToolCall, ToolSpec, Usage
+from keel.models.http_wire import (
+    RETRYABLE_STATUSES,
+    HttpModel,
+    parse_arguments,
+    retry_after,
+)
+from keel.models.settings import ModelSettings
 
 PROVIDER = "openai"
 KEY_VARIABLES = ("KEEL_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -33,24 +38,15 @@ BASE_URL_VARIABLES = ("KEEL_OPENAI_BASE_URL", "OPENAI_BASE_URL")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-_HINTS = {401: "; check the API key", 404: "; check the model name and the base URL"}
-
-
 def create(name: str, settings: ModelSettings) -> OpenAIModel:
-    return OpenAIModel(
-        name,
-        api_key=api_key(settings, PROVIDER, KEY_VARIABLES),
-        base_url=base_url(settings, PROVIDER, BASE_URL_VARIABLES),
-        timeout_s=settings.timeout_s,
-    )
+    return OpenAIModel.from_settings(name, settings)
 
 
-class OpenAIModel(Model):
-    def __init__(self, name: str, *, api_key: str, base_url: str | None, timeout_s: float) -> None:
-        self.name = name
-        self.base_url = base_url or DEFAULT_BASE_URL
-        self._api_key = api_key
-        self._timeout_s = timeout_s
+class OpenAIModel(HttpModel):
+    provider = PROVIDER
+    default_base_url = DEFAULT_BASE_URL
+    key_variables = KEY_VARIABLES
+    base_url_variables = BASE_URL_VARIABLES
 
     async def complete(
         self,
@@ -87,10 +83,6 @@ class OpenAIModel(Model):
             )
         return answer.response(f"{PROVIDER}:{self.name}")
 
-    @property
-    def _where(self) -> str:
-        return f"{PROVIDER} model '{self.name}' at {self.base_url}"
-
     def _keel_error(self, error: openai.OpenAIError) -> ModelError:
         where = self._where
         if isinstance(error, openai.APIStatusError):
@@ -102,9 +94,7 @@ class OpenAIModel(Model):
                     retry_after=retry_after(error.response.headers),
                     kind="rate_limit" if status == 429 else "server_error",
                 )
-            return ModelRefused(
-                f"{where} refused the request (HTTP {status}): {reason}{_HINTS.get(status, '')}"
-            )
+            return ModelRefused(self._refused(status, reason))
         if isinstance(error, openai.APIConnectionError):
             detail = str(error.__cause__ or "") or error.message
             return ModelUnavailable(f"{where}: the connection failed: {detail}", kind="connection")
