@@ -70,7 +70,8 @@ async def _run(home: Path, workspace: Path, sessions: int, turns: int) -> dict[s
     clock = TurnClock()
     _register_script(clock, turns)
     agents = [_agent(turns)]
-    config = {"workspace": str(workspace)}
+    # The agents only read a shared file: no worktree or snapshots, like the SDK side.
+    config = {"workspace": str(workspace), "isolate": False}
     async with await Keel.open(home) as runtime:
         started = time.perf_counter()
         ids = [

@@ -25,6 +25,7 @@ from keel.errors import KeelError
 from keel.events import kinds
 from keel.models import BUILTIN_SCRIPTS, PROVIDERS
 from keel.orchestrator import Keel
+from keel.orchestrator.session_config import SessionConfig
 from keel.registry import AgentFolderError, build_tree, load_folder
 from keel.types import AgentDefinition
 from keel.workspace import describe_sandbox
@@ -123,10 +124,17 @@ async def _run_session(
 ) -> int:
     """Create a session (when `goal` is given) or resume `session_id`, and run it here."""
     async with await Keel.open(_Options.home) as keel:
-        out.print(Text(await asyncio.to_thread(describe_sandbox), "dim"))
         if goal is not None:
             session_id = (await keel.create_session(goal, team, config=config)).id
         assert session_id is not None
+        session = await keel.sessions.get(session_id)
+        policy = SessionConfig.read(session.config).load_policy()
+        line = await asyncio.to_thread(
+            describe_sandbox,
+            policy.sandbox.backend,
+            allow_unsandboxed=policy.sandbox.allow_unsandboxed,
+        )
+        out.print(Text(line, "dim"))
         try:
             session = await run_in_foreground(keel, session_id, out, live=live)
         except asyncio.CancelledError:
