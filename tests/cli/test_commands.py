@@ -201,3 +201,28 @@ def test_approvals_are_listed_and_answered_from_the_cli(
     assert "cannot go from 'denied'" in err
     code, out, _ = keel(env, "approvals")
     assert "no approvals waiting" in out
+
+
+def test_delete_removes_a_session_and_its_worktree(env: dict[str, str], tmp_path: Path) -> None:
+    from keel.cli.demo import create_demo_repo
+
+    repo = create_demo_repo(tmp_path / "repos")
+    code, _, _ = keel(env, "run", "Look around", "--plain")
+    env_repo = {**env, "WORKSPACE": str(repo)}
+    code, _, _ = keel(env_repo, "run", "Fix it", "--plain")
+    assert code == 0
+    _, out, _ = keel(env, "sessions", "--json")
+    session = json.loads(out.splitlines()[0])["id"]
+
+    def branches() -> str:
+        return subprocess.run(
+            ["git", "branch", "--list", "keel/*"], cwd=repo, capture_output=True, text=True
+        ).stdout
+
+    assert f"keel/{session}" in branches()
+    code, out, _ = keel(env, "delete", session)
+    assert (code, out.strip()) == (0, f"session {session} deleted")
+    assert f"keel/{session}" not in branches()
+    code, _, err = keel(env, "events", session)
+    assert code == 2
+    assert "no session" in err

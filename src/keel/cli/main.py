@@ -300,6 +300,18 @@ def approve(
 
 
 @app.command()
+def delete(session: Annotated[str, typer.Argument(help="The session to delete.")]) -> None:
+    """Delete a session that is not running: its records, worktrees, branches and refs."""
+
+    async def main() -> None:
+        async with await Keel.open(_Options.home) as keel:
+            await keel.delete_session(session)
+        out.print(f"session {session} deleted")
+
+    _run(main)
+
+
+@app.command()
 def sessions(
     limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,

@@ -17,7 +17,7 @@ from typing import Any
 
 from keel.blackboard import Actor, DecisionLog, FactStore, FileArtifactStore
 from keel.config import Settings
-from keel.errors import ConfigError, SessionNotResumable
+from keel.errors import ConfigError, IllegalTransition, SessionNotResumable
 from keel.events import EventLog, NewEvent, kinds
 from keel.guardrails.approvals import Approval, Approvals
 from keel.ids import new_id
@@ -44,6 +44,7 @@ from keel.types import (
     JsonObject,
     MemoryScope,
     Session,
+    SessionStatus,
     parse_model,
 )
 from keel.workspace.model import Workspace
@@ -81,6 +82,7 @@ class Keel:
         self.approvals = Approvals(engine, self.events, self.run_id)
         self.workspaces = WorkspaceManager(settings.home)
         self._opening = asyncio.Lock()
+        self._pruned = False
         self.facts = FactStore(engine, events=self.events)
         self.decisions = DecisionLog(self.facts)
         self.artifacts = FileArtifactStore(engine, settings.home / "artifacts", events=self.events)
@@ -250,6 +252,9 @@ class Keel:
         if config.workspace is None or not config.isolate:
             return None
         async with self._opening:  # sessions on one directory share its shadow repository
+            if not self._pruned:  # once per process: what sessions that are gone left behind
+                self._pruned = True
+                await self.prune_workspaces()
             workspace = await self.workspaces.open_session(session.id, config.workspace)
         payload: JsonObject = {
             "kind": workspace.kind,
@@ -276,6 +281,21 @@ class Keel:
         )
 
     resume = run
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete a session that is not running: its records, and its worktrees, branches
+        and snapshot refs (a plain directory keeps its files)."""
+        session = await self.sessions.get(session_id)
+        if session.status is SessionStatus.RUNNING:
+            raise IllegalTransition(
+                f"session {session_id}", "running", "deleted", ["cancel it first"]
+            )
+        await self.engine.write(lambda tx: SessionRegistry.delete_in(tx, session_id))
+        await self.workspaces.close_session(session_id)
+
+    async def prune_workspaces(self) -> list[str]:
+        """Remove the worktrees, branches and refs of sessions that no longer exist."""
+        return await self.workspaces.prune(await self.sessions.ids())
 
     async def answer(
         self,

@@ -138,6 +138,20 @@ class SessionRegistry:
         if kind is not None:
             EventLog.append_in(tx, session_id, run_id, [NewEvent(kind, "keel", payload or {})])
 
+    @staticmethod
+    def delete_in(tx: Tx, session_id: str) -> None:
+        """Remove a session and everything recorded for it: tasks, events, checkpoint,
+        requests. Its blackboard facts and artifacts stay (they may be shared)."""
+        SessionRegistry.get_in(tx, session_id)
+        tx.lock(f"session:{session_id}")
+        for table in ("tasks", "events", "checkpoints", "cancel_requests", "approvals"):
+            tx.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+        tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    async def ids(self) -> set[str]:
+        rows = await self._engine.read(lambda tx: tx.fetchall("SELECT id FROM sessions"))
+        return {str(row[0]) for row in rows}
+
     async def get(self, session_id: str) -> Session:
         return await self._engine.read(lambda tx: self.get_in(tx, session_id))
 
