@@ -18,6 +18,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from keel.workspace._process import memory_limit_argv, run_process
@@ -31,6 +32,15 @@ INSTALL_HINT = (
 )
 
 
+def _under_tmp(*paths: str) -> list[str]:
+    found: list[str] = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real.startswith("/tmp/") and real not in found:
+            found.append(real)
+    return found
+
+
 def isolation_argv(
     bwrap: str, workspace: Path | None, *, network: bool, memory_mb: int | None = None
 ) -> list[str]:
@@ -42,6 +52,10 @@ def isolation_argv(
         "--proc", "/proc",
         "--tmpfs", "/tmp",
     ]  # fmt: skip
+    # The private /tmp hides the host's: keep visible, read-only, the Python installation
+    # that Keel runs from when it lives there (a checkout or a virtual environment in /tmp).
+    for needed in _under_tmp(sys.prefix, sys.base_prefix):
+        argv += ["--ro-bind", needed, needed]
     if workspace is not None:
         # After the tmpfs, so that a workspace under /tmp is the host's, not an empty one.
         path = str(workspace.resolve())
