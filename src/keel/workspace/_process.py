@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -104,3 +105,18 @@ def memory_limit_argv(memory_mb: int | None) -> list[str]:
         )
     limit = memory_mb * 1024 * 1024
     return [prlimit, f"--data={limit}:{limit}", "--"]
+
+
+def probe(argv: list[str], timeout_s: float, failed: str) -> str | None:
+    """Run a probe command: None when it succeeds, else why not (its last line of output,
+    or `failed` with the exit code)."""
+    try:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    if done.returncode == 0:
+        return None
+    said = (done.stderr or done.stdout).decode("utf-8", errors="replace").strip()
+    return said.splitlines()[-1] if said else f"{failed} exited with code {done.returncode}"

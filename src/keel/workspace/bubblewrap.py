@@ -17,11 +17,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from keel.workspace._process import memory_limit_argv, run_process
+from keel.workspace._process import memory_limit_argv, probe, run_process
 from keel.workspace.sandbox import MAX_OUTPUT_BYTES, CommandResult, Sandbox, SandboxUnavailable
 
 PROBE_TIMEOUT_S = 10.0
@@ -85,20 +84,7 @@ def probe_bubblewrap(bwrap: str) -> str | None:
     same sandbox `run` builds. The answer is cached per executable.
     """
     argv = isolation_argv(bwrap, None, network=False)
-    try:
-        done = subprocess.run(
-            [*argv, "/bin/sh", "-c", "true"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return str(error)
-    if done.returncode == 0:
-        return None
-    said = (done.stderr or done.stdout).decode("utf-8", errors="replace").strip()
-    return said.splitlines()[-1] if said else f"it exited with code {done.returncode}"
+    return probe([*argv, "/bin/sh", "-c", "true"], PROBE_TIMEOUT_S, "it")
 
 
 def find_bubblewrap(executable: str = "bwrap") -> str:

@@ -18,11 +18,10 @@ import contextlib
 import functools
 import os
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
-from keel.workspace._process import run_process
+from keel.workspace._process import probe, run_process
 from keel.workspace.sandbox import MAX_OUTPUT_BYTES, CommandResult, Sandbox, SandboxUnavailable
 
 ENGINES = ("docker", "podman")
@@ -36,20 +35,7 @@ REMOVE_TIMEOUT_S = 30.0
 def probe_engine(executable: str) -> str | None:
     """Whether the engine's daemon answers (`<engine> info` succeeds): None when it does,
     else the reason. Cached per executable."""
-    try:
-        done = subprocess.run(
-            [executable, "info"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return str(error)
-    if done.returncode == 0:
-        return None
-    said = (done.stderr or done.stdout).decode("utf-8", errors="replace").strip()
-    return said.splitlines()[-1] if said else f"'info' exited with code {done.returncode}"
+    return probe([executable, "info"], PROBE_TIMEOUT_S, "'info'")
 
 
 def find_engine(engine: str | None = None) -> tuple[str, str]:
