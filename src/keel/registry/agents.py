@@ -14,9 +14,9 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from keel.config_files import read_yaml
 from keel.errors import AgentDefinitionError, DuplicateAgent, UnknownAgent
 from keel.events import dump_json, now_us
 from keel.models import check_model_string
@@ -66,18 +66,7 @@ def parse_definition(data: Any, subject: str, known_tools: Collection[str]) -> A
 
 
 def load_file(path: Path, known_tools: Collection[str]) -> AgentDefinition:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as error:
-        raise AgentDefinitionError(str(path), [("(file)", error.strerror or str(error))]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(error, "problem", None) or str(error)
-        raise AgentDefinitionError(str(path), [(where, f"not valid YAML: {problem}")]) from None
-    return parse_definition(data, str(path), known_tools)
+    return parse_definition(read_yaml(path, AgentDefinitionError), str(path), known_tools)
 
 
 class AgentFolderError(AgentDefinitionError):
