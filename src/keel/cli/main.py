@@ -20,6 +20,7 @@ from rich.text import Text
 from keel.cli.demo import DEMO_GOAL, create_demo_repo
 from keel.cli.session_runner import run_in_foreground
 from keel.cli.view import STATUS_STYLE, event_line
+from keel.cli.workflow_commands import workflow_app
 from keel.cli.workspace_commands import add_workspace_commands
 from keel.errors import KeelError
 from keel.events import kinds
@@ -42,6 +43,7 @@ app = typer.Typer(
 agents_app = typer.Typer(help="Validate and list agent definitions.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 add_workspace_commands(app)
+app.add_typer(workflow_app, name="workflow")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -21,9 +21,9 @@ from rich.text import Text
 
 from keel.cli.demo import create_demo_repo
 from keel.cli.session_runner import run_in_foreground
-from keel.config import Settings
 from keel.errors import KeelError
 from keel.orchestrator import Keel
+from keel.orchestrator.workflow_checks import check_workflow
 from keel.orchestrator.workflow_spec import (
     AgentNode,
     ApprovalNode,
@@ -32,7 +32,6 @@ from keel.orchestrator.workflow_spec import (
     ToolNode,
     WorkflowNode,
     WorkflowSpec,
-    check_workflow,
     kind_of,
     read_workflow,
 )
@@ -160,7 +159,7 @@ def run(
         _warn(warnings)
         where = workspace or Path(".")
         if demo:
-            where = await asyncio.to_thread(create_demo_repo, Settings.from_env(home).home)
+            where = await asyncio.to_thread(create_demo_repo)
             out.print(Text(f"demo repository: {where} (its tests fail)", "bold"))
         config = {"workspace": str(where), "scriptedLatencyMs": scripted_delay}
         async with await Keel.open(home) as keel:

@@ -162,7 +162,8 @@ class RunLoop:
             )
         )
 
-    async def _start(self, session_id: str, flow: Flow[S]) -> Checkpoint[S]:
+    async def _start(self, session_id: str, flow: Flow[S]) -> tuple[Checkpoint[S], bool]:
+        """The checkpoint to go on from, and whether it is a resume (nodes were running)."""
         checkpoint = await self.load_checkpoint(session_id, flow)
         unit = Unit(session_id, self.run_id)
         if checkpoint is None:
@@ -175,20 +176,20 @@ class RunLoop:
             checkpoint = Checkpoint(step=0, state=flow.start(unit))
             self._admit(flow, checkpoint.state, checkpoint.running, unit)
             await self._commit(unit, 0, checkpoint.running, checkpoint.state, snapshot=True)
-            return checkpoint
+            return checkpoint, False
         if not checkpoint.running and not flow.waiting(checkpoint.state):
             raise SessionNotResumable(f"session {session_id} has already ended")
         nodes = list(checkpoint.running)
         payload: JsonObject = {"runId": self.run_id, "step": checkpoint.step, "nodes": nodes}
         unit.emit(kinds.SESSION_RESUMED, payload)
         await self._commit(unit, checkpoint.step, {}, checkpoint.state, snapshot=False)
-        return checkpoint
+        return checkpoint, True
 
     async def run(self, session_id: str, flow: Flow[S]) -> S:
         """Run `session_id` with `flow` to its end, starting or resuming as needed."""
-        checkpoint = await self._start(session_id, flow)
+        checkpoint, resuming = await self._start(session_id, flow)
         state, step, running = checkpoint.state, checkpoint.step, checkpoint.running
-        resumed = set(running)
+        resumed = set(running) if resuming else set()  # nodes a dead process left running
         publish = self._publisher(session_id)
         tasks: dict[asyncio.Task[NodeOutput], Node] = {}
         launched: set[str] = set()

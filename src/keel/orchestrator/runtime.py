@@ -28,12 +28,8 @@ from keel.orchestrator.loop import RunLoop
 from keel.orchestrator.session_config import SessionConfig
 from keel.orchestrator.team import TeamFlow
 from keel.orchestrator.workflow import WorkflowFlow
-from keel.orchestrator.workflow_spec import (
-    WorkflowSpec,
-    check_workflow,
-    parse_workflow,
-    read_workflow,
-)
+from keel.orchestrator.workflow_checks import check_workflow
+from keel.orchestrator.workflow_spec import WorkflowSpec, parse_workflow, read_workflow
 from keel.registry import AgentRegistry, SessionRegistry, TaskRegistry
 from keel.store import Engine, open_engine
 from keel.tools import Tool, builtin_tools

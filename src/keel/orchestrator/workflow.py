@@ -8,14 +8,14 @@ the workflow's runner agent with the workflow's permissions. This flow adds the 
 paths from node to node, fan-outs and their joins, conditions, approval gates, and retries
 and timeouts per step. Every step's start, finish and retry, every condition's choice and
 every join is an event.
+
+The state and its pure transitions are in `workflow_state`; the team's nodes of agent and
+tool steps run through `workflow_steps.StepRunner`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
 from keel.errors import TaskNotFound
 from keel.events import kinds
@@ -24,7 +24,7 @@ from keel.guardrails.approvals import Approval
 from keel.ids import new_id
 from keel.orchestrator.flow import Flow
 from keel.orchestrator.team import TeamFlow
-from keel.orchestrator.unit import Node, Op, Outcome, Unit
+from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.orchestrator.workflow_expr import evaluate, parse_condition, render
 from keel.orchestrator.workflow_spec import (
     RUNNER,
@@ -32,70 +32,22 @@ from keel.orchestrator.workflow_spec import (
     ApprovalNode,
     ConditionNode,
     ParallelNode,
-    ToolNode,
     WorkflowSpec,
 )
-from keel.orchestrator.workflow_state import (
-    Step,
-    Transitions,
-    WorkflowState,
-    settle_task,
+from keel.orchestrator.workflow_state import Step, Transitions, WorkflowState
+from keel.orchestrator.workflow_steps import (
+    BRANCH,
+    JOIN,
+    STEP_FINISHED,
+    STEP_STARTED,
+    TEAM_NODES,
+    StepRunner,
+    about,
+    cancelling,
 )
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
 from keel.types import JsonObject, SessionStatus, TaskStatus
-
-STEP_STARTED = "workflow.step.started"
-STEP_FINISHED = "workflow.step.finished"
-STEP_RETRY = "workflow.step.retry"
-BRANCH = "workflow.branch"
-JOIN = "workflow.join"
-
-TEAM_NODES = ("model", "tools")
-EVENT_TEXT_CHARS = 2000
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= EVENT_TEXT_CHARS else text[:EVENT_TEXT_CHARS] + " [cut]"
-
-
-def _about(step: Step) -> JsonObject:
-    return {
-        "node": step.node,
-        "step": step.id,
-        "kind": step.kind,
-        "visit": step.visit,
-        "attempt": step.attempt,
-    }
-
-
-def attempt_outcome(step: Step, result: JsonObject) -> tuple[bool, str] | None:
-    """How a team node's result ends the attempt of the step that owns its task: (done,
-    output) or (failed, reason); None while the attempt goes on."""
-    if "error" in result:
-        return False, str(result["error"])
-    if step.kind == "agent" and result.get("done"):
-        return True, str(result["message"]["content"])
-    outcomes = result.get("outcomes") or []
-    if step.kind == "tool" and outcomes:
-        return bool(outcomes[0]["ok"]), str(outcomes[0]["output"])
-    return None
-
-
-def _cancelling(run_id: str, task_ids: Sequence[str], reason: str) -> Op:
-    """An op that cancels those of the tasks that exist and have not ended (a task never
-    started is left unmade)."""
-
-    def cancel(tx: Tx) -> None:
-        for task_id in task_ids:
-            try:
-                task = TaskRegistry.get_in(tx, task_id)
-            except TaskNotFound:
-                continue
-            if not task.status.is_final:
-                TaskRegistry.transition_in(tx, run_id, task_id, TaskStatus.CANCELLED, reason=reason)
-
-    return cancel
 
 
 class WorkflowFlow(Flow[WorkflowState]):
@@ -107,7 +59,7 @@ class WorkflowFlow(Flow[WorkflowState]):
         self.max_concurrency = team.max_concurrency
         team.agents.setdefault(RUNNER, spec.runner())
         self.transitions = Transitions(spec, team.agents, team.session.id)
-        self._stops: dict[str, asyncio.Event] = {}
+        self.steps = StepRunner(spec, team, self.transitions)
 
     # -- where things are ---------------------------------------------------------------
 
@@ -128,10 +80,6 @@ class WorkflowFlow(Flow[WorkflowState]):
             if step is not None:
                 found.add(step.id)
         return found
-
-    def _stop(self, step_id: str) -> asyncio.Event:
-        """Set when the step must stop: its nodes that run end at once, as cancelled."""
-        return self._stops.setdefault(step_id, asyncio.Event())
 
     def _open_task(self, unit: Unit, state: WorkflowState, step: Step, *, start: bool) -> None:
         """Buffer making the step's task (when it is not made yet), and starting it."""
@@ -192,7 +140,7 @@ class WorkflowFlow(Flow[WorkflowState]):
         busy = self._busy(state, running)
         for step_id in busy:
             if state.steps[step_id].stopping:
-                self._stop(step_id).set()
+                self.steps.stop(step_id).set()
         team_running = [n for n in running if n.partition(":")[0] in TEAM_NODES]
         nodes: list[Node] = []
         for node in self.team.ready(state.team, team_running):
@@ -217,7 +165,7 @@ class WorkflowFlow(Flow[WorkflowState]):
         if step is not None and not step.begun and node.kind != "join":
             if step.task_id is not None:
                 self._open_task(unit, state, step, start=True)
-            payload = _about(step)
+            payload = about(step)
             fan_out = self.spec.nodes[step.node]
             if isinstance(fan_out, ParallelNode):
                 payload["branches"] = fan_out.parallel
@@ -227,7 +175,7 @@ class WorkflowFlow(Flow[WorkflowState]):
 
     async def run(self, node: Node, state: WorkflowState, unit: Unit) -> JsonObject:
         if node.kind in TEAM_NODES:
-            return await self._run_team_node(node, state, unit)
+            return await self.steps.run(node, state, unit)
         step = state.steps[node.id.split(":", 1)[1]]
         if node.kind == "branch":
             return self._decide(step, state, unit)
@@ -245,7 +193,7 @@ class WorkflowFlow(Flow[WorkflowState]):
 
     def reduce(self, state: WorkflowState, node: Node, result: JsonObject) -> WorkflowState:
         if node.kind in TEAM_NODES:
-            return self._reduce_team_node(state, node, result)
+            return self.steps.reduce(state, node, result)
         step_id = node.id.split(":", 1)[1]
         if step_id not in state.steps:
             return state
@@ -271,7 +219,7 @@ class WorkflowFlow(Flow[WorkflowState]):
         run_id = unit.run_id
         for step in state.steps.values():
             if step.kind == "approval" and step.task_id and (whole or step.task_id in asked):
-                unit.do(_cancelling(run_id, [step.task_id], "cancelled"))
+                unit.do(cancelling(run_id, [step.task_id], "cancelled"))
                 affected.add(step.task_id)
         if whole:
             update = {"team": team, "steps": {}, "ended": "cancelled"}
@@ -321,7 +269,7 @@ class WorkflowFlow(Flow[WorkflowState]):
             )
         applied = {"approvalId": approval.id, "decision": approval.status, "callId": step.id}
         unit.emit(kinds.APPROVAL_APPLIED, applied, task_id=task_id)
-        finished = {**_about(step), "status": "done" if approval.allowed else "failed"}
+        finished = {**about(step), "status": "done" if approval.allowed else "failed"}
         finished.update({"output": output} if output is not None else {"reason": reason})
         unit.emit(STEP_FINISHED, finished, task_id=task_id)
         return self.transitions.finish(state, step.id, output=output, reason=reason)
@@ -333,11 +281,11 @@ class WorkflowFlow(Flow[WorkflowState]):
             "workflow": self.spec.name,
             "steps": [record.model_dump() for record in state.record],
             "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
-            "usageByAgent": {a: u.model_dump() for a, u in team.agent_usage.items()},
+            "usageByAgent": {a: u.model_dump() for a, u in team.agent_usage.items() if u.total},
             "activeMs": round(team.elapsed_ms, 1),
         }
         leftovers = [t for t in team.order if t not in team.finished]
-        unit.do(_cancelling(run_id, leftovers, "the workflow ended"))  # orphaned delegations
+        unit.do(cancelling(run_id, leftovers, "the workflow ended"))  # orphaned delegations
         root_id = team.root_task_id
         if state.ended == "done":
             if self.spec.output is not None:
@@ -368,9 +316,9 @@ class WorkflowFlow(Flow[WorkflowState]):
         assert isinstance(node, ConditionNode)
         value = evaluate(parse_condition(node.condition), state.outputs)
         target = node.then if value else node.otherwise
-        choice: JsonObject = {**_about(step), "if": node.condition, "value": value}
+        choice: JsonObject = {**about(step), "if": node.condition, "value": value}
         unit.emit(BRANCH, {**choice, "next": target})
-        unit.emit(STEP_FINISHED, {**_about(step), "status": "done", "next": target})
+        unit.emit(STEP_FINISHED, {**about(step), "status": "done", "next": target})
         return {"value": value, "next": target}
 
     def _join(self, step: Step, state: WorkflowState, unit: Unit) -> JsonObject:
@@ -382,11 +330,11 @@ class WorkflowFlow(Flow[WorkflowState]):
             why = inner.stopping or "its fan-out joined"
             if inner.task_id is not None:
                 closing = [inner.task_id, *sorted(state.team.descendants({inner.task_id}))]
-                unit.do(_cancelling(run_id, closing, why))
-            cancelled = {**_about(inner), "status": "cancelled", "reason": why}
+                unit.do(cancelling(run_id, closing, why))
+            cancelled = {**about(inner), "status": "cancelled", "reason": why}
             unit.emit(STEP_FINISHED, cancelled, task_id=inner.task_id)
-        joined: JsonObject = {**_about(step), "join": node.join, "branches": step.branches}
-        finished: JsonObject = {**_about(step), "status": "done" if reason is None else "failed"}
+        joined: JsonObject = {**about(step), "join": node.join, "branches": step.branches}
+        finished: JsonObject = {**about(step), "status": "done" if reason is None else "failed"}
         if reason is not None:
             joined["reason"] = finished["reason"] = reason
         unit.emit(JOIN, {**joined, "ok": reason is None})
@@ -427,137 +375,3 @@ class WorkflowFlow(Flow[WorkflowState]):
 
         unit.do(ask)
         return {"approval": approval_id}
-
-    # -- agent and tool steps: the team's nodes, with retries, timeouts and stops ---------
-
-    async def _run_team_node(self, node: Node, state: WorkflowState, unit: Unit) -> JsonObject:
-        task_id = node.task_id
-        assert task_id is not None
-        step = state.step_of_task(task_id)
-        if step is None:
-            return await self.team.run(node, state.team, unit)
-        stop = self._stop(step.id)
-        own = task_id == step.task_id
-        if own and not step.begun and step.delay_s > 0 and not step.stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), step.delay_s)  # the retry's backoff
-        if step.stopping or stop.is_set():
-            return self._stopped(task_id, step.stopping or "its fan-out failed", unit)
-        limit = self._time_left(step, state) if own else None
-        started = time.perf_counter()
-        if limit is not None and limit <= 0:
-            return self._verdict(node, step, state, unit, self._timed_out(node, step, unit, 0))
-        job = asyncio.ensure_future(self.team.run(node, state.team, unit))
-        halt = asyncio.ensure_future(stop.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {job, halt}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            halt.cancel()
-            if not job.done():
-                job.cancel()
-                await asyncio.gather(job, return_exceptions=True)
-        if job in done:
-            result = job.result()
-        elif halt in done:
-            return self._stopped(task_id, step.stopping or "its fan-out failed", unit)
-        else:
-            result = self._timed_out(node, step, unit, time.perf_counter() - started)
-        return self._verdict(node, step, state, unit, result) if own else result
-
-    def _time_left(self, step: Step, state: WorkflowState) -> float | None:
-        """Seconds of the step's timeout its attempt has left (active time, as budgets)."""
-        node = self.spec.nodes[step.node]
-        if not isinstance(node, AgentNode | ToolNode) or node.timeout_s is None:
-            return None
-        run = state.team.runs.get(step.task_id or "")
-        return node.timeout_s - (run.elapsed_ms / 1000 if run is not None else 0.0)
-
-    def _timed_out(self, node: Node, step: Step, unit: Unit, seconds: float) -> JsonObject:
-        spec = self.spec.nodes[step.node]
-        assert isinstance(spec, AgentNode | ToolNode)
-        reason = f"timed out after {spec.timeout_s:g} s (timeoutS)"
-        task_id, run_id = step.task_id, unit.run_id
-        assert task_id is not None
-        unit.do(
-            lambda tx: TaskRegistry.transition_in(
-                tx, run_id, task_id, TaskStatus.FAILED, reason=reason
-            )
-        )
-        result: JsonObject = {"error": reason, "elapsedMs": round(seconds * 1000, 3)}
-        if node.kind == "tools":
-            result["outcomes"] = []
-        return result
-
-    def _stopped(self, task_id: str, why: str, unit: Unit) -> JsonObject:
-        unit.do(_cancelling(unit.run_id, [task_id], why))
-        return {"stopped": why}
-
-    def _verdict(
-        self, node: Node, step: Step, state: WorkflowState, unit: Unit, result: JsonObject
-    ) -> JsonObject:
-        """When the result ends the attempt: record it (the tool step's task ends here,
-        the agent's in the team's turn) and add the step's verdict for `reduce`."""
-        outcome = attempt_outcome(step, result)
-        if outcome is None:
-            return result
-        ok, text = outcome
-        task_id, run_id = step.task_id, unit.run_id
-        assert task_id is not None
-        run = state.team.runs.get(task_id)
-        denied = run is not None and False in run.approved.values()  # a person said no
-        delay = None if ok or denied else self.transitions.retry_delay_s(step)
-        if step.kind == "tool" and "error" not in result:
-            status = TaskStatus.DONE if ok else TaskStatus.FAILED
-            unit.do(
-                lambda tx: TaskRegistry.transition_in(
-                    tx,
-                    run_id,
-                    task_id,
-                    status,
-                    output={"text": text} if ok else None,
-                    reason=None if ok else text,
-                )
-            )
-        finished: JsonObject = {**_about(step), "status": "done" if ok else "failed"}
-        finished["output" if ok else "reason"] = _clip(text)
-        unit.emit(STEP_FINISHED, finished, task_id=task_id)
-        if delay is not None:
-            retry = {**_about(step), "nextAttempt": step.attempt + 1, "delayS": delay}
-            unit.emit(STEP_RETRY, {**retry, "reason": _clip(text)}, task_id=task_id)
-        return {**result, "step": {"ok": ok, "text": text, "retry": delay is not None}}
-
-    def _reduce_team_node(
-        self, state: WorkflowState, node: Node, result: JsonObject
-    ) -> WorkflowState:
-        task_id = node.task_id
-        assert task_id is not None
-        if task_id in state.team.finished:
-            return state  # a late result of a task that was closed meanwhile
-        if "stopped" in result:
-            team = state.team
-            dropped = team.model_copy(
-                update={
-                    "runs": {t: r for t, r in team.runs.items() if t != task_id},
-                    "finished": [*team.finished, task_id],
-                    "cancelled": [*team.cancelled, task_id],
-                }
-            )
-            return state.model_copy(update={"team": dropped})
-        team = self.team.reduce(state.team, node, result).model_copy(update={"error": None})
-        state = state.model_copy(update={"team": team})
-        step = state.step_of_task(task_id)
-        if step is None:
-            return state
-        state = self.transitions.begun(state, step.id)
-        verdict = result.get("step")
-        if verdict is None:
-            return state
-        ok, text = bool(verdict["ok"]), str(verdict["text"])
-        if step.kind == "tool":
-            team = settle_task(state.team, task_id, text if ok else None)
-            state = state.model_copy(update={"team": team})
-        if ok:
-            return self.transitions.finish(state, step.id, output=text)
-        return self.transitions.finish(state, step.id, reason=text, retry=bool(verdict["retry"]))

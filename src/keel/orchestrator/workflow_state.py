@@ -287,8 +287,11 @@ class Transitions:
         return self.go(state, target, step.within, step.branch, came_from=step.node)
 
     def fork(self, state: WorkflowState, step_id: str) -> WorkflowState:
+        """Start a path for each branch (none when the fan-out is being stopped)."""
         node = self.spec.nodes[state.steps[step_id].node]
         assert isinstance(node, ParallelNode)
+        if state.steps[step_id].stopping:
+            return self.begun(state, step_id)
         state = self.begun(state, step_id, branches=dict.fromkeys(node.parallel, "running"))
         step = state.steps[step_id]
         for branch in node.parallel:
