@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
+from keel.config_files import read_yaml
 from keel.errors import ValidationFailed
 from keel.types import (
     NAME_PATTERN,
@@ -227,18 +227,7 @@ def parse_workflow(data: Any, subject: str) -> WorkflowSpec:
 
 def load_workflow(path: Path) -> WorkflowSpec:
     """Read and parse a workflow file (YAML or JSON)."""
-    try:
-        text = path.read_text("utf-8")
-    except OSError as error:
-        raise WorkflowError(str(path), [("(file)", error.strerror or str(error))]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(error, "problem", None) or str(error)
-        raise WorkflowError(str(path), [(where, f"not valid YAML: {problem}")]) from None
-    return parse_workflow(data, str(path))
+    return parse_workflow(read_yaml(path, WorkflowError), str(path))
 
 
 def read_workflow(source: Path | str | JsonObject | WorkflowSpec) -> tuple[WorkflowSpec, str]:
