@@ -78,6 +78,17 @@ def describe(event: TraceEvent) -> str:
             return f"{p.get('scope')} {p.get('limit')}: {p.get('used')} of {p.get('allowed')}"
         case kinds.TOOL_INTERRUPTED:
             return f"{p.get('tool')} was interrupted by a crash and not re-run"
+        case kinds.WORKFLOW_STEP_STARTED:
+            return f"{p.get('node')} ({p.get('kind')}, attempt {p.get('attempt')})"
+        case kinds.WORKFLOW_STEP_FINISHED:
+            after = f" → {p['next']}" if p.get("next") else ""
+            return f"{p.get('node')} {p.get('status')}{after}"
+        case kinds.WORKFLOW_STEP_RETRY:
+            return f"{p.get('node')} again: {_clip(str(p.get('reason', '')), 60)}"
+        case kinds.WORKFLOW_BRANCH:
+            return f"{p.get('expression', p.get('node', ''))} is {p.get('value')} → {p.get('next')}"
+        case kinds.WORKFLOW_JOIN:
+            return f"{p.get('node', 'join')}: {'all branches done' if p.get('ok') else 'failed'}"
         case kinds.WORKSPACE_OPENED:
             branch = f" on {p['branch']}" if p.get("branch") else ""
             return f"{p.get('kind')} {p.get('path')}{branch}"

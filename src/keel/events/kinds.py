@@ -14,6 +14,12 @@ CANCEL_REQUESTED = "cancel.requested"
 TASK_CREATED = "task.created"
 TASK_STATUS = "task.status"
 
+WORKFLOW_STEP_STARTED = "workflow.step.started"
+WORKFLOW_STEP_FINISHED = "workflow.step.finished"
+WORKFLOW_STEP_RETRY = "workflow.step.retry"
+WORKFLOW_BRANCH = "workflow.branch"
+WORKFLOW_JOIN = "workflow.join"
+
 NODE_ENTER = "workflow.node.enter"
 NODE_EXIT = "workflow.node.exit"
 
@@ -87,4 +93,9 @@ DESCRIPTIONS: dict[str, str] = {
     "snapshotted in place (path, branch, notes about the user's uncommitted changes)",
     WORKSPACE_SNAPSHOT: "the workspace was snapshotted before or after writing tool calls "
     "(number, commit, label, files changed)",
+    WORKFLOW_STEP_STARTED: "a declared workflow's step started (node, kind, attempt, task)",
+    WORKFLOW_STEP_FINISHED: "a workflow step finished (status, next node)",
+    WORKFLOW_STEP_RETRY: "a failed workflow step will be tried again after a backoff",
+    WORKFLOW_BRANCH: "a condition chose the next node (expression, value, next)",
+    WORKFLOW_JOIN: "a fan-out's branches joined (all or fail_fast, outcome)",
 }

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from keel.errors import TaskNotFound
+from keel.events import kinds
 from keel.orchestrator.team import TeamFlow
 from keel.orchestrator.unit import Node, Op, Unit
 from keel.orchestrator.workflow_spec import AgentNode, ToolNode, WorkflowSpec
@@ -27,11 +28,11 @@ from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
 from keel.types import JsonObject, TaskStatus
 
-STEP_STARTED = "workflow.step.started"
-STEP_FINISHED = "workflow.step.finished"
-STEP_RETRY = "workflow.step.retry"
-BRANCH = "workflow.branch"
-JOIN = "workflow.join"
+STEP_STARTED = kinds.WORKFLOW_STEP_STARTED
+STEP_FINISHED = kinds.WORKFLOW_STEP_FINISHED
+STEP_RETRY = kinds.WORKFLOW_STEP_RETRY
+BRANCH = kinds.WORKFLOW_BRANCH
+JOIN = kinds.WORKFLOW_JOIN
 
 TEAM_NODES = ("model", "tools")
 EVENT_TEXT_CHARS = 2000
