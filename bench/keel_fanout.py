@@ -40,8 +40,8 @@ import keel
 from keel import Keel
 from keel.models import Message, ToolSpec, register_script
 from keel.types import SessionStatus
+from sqlite_files import stored_bytes_at, synchronous_name
 
-_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _PLANNER_SCRIPT = "bench-fanout-planner"
 _WORKER_SCRIPT = "bench-fanout-worker"
 
@@ -77,18 +77,6 @@ def _register_scripts(tasks: int) -> None:
     register_script(_WORKER_SCRIPT, worker)
 
 
-def _db_bytes(db_path: Path) -> int:
-    conn = sqlite3.connect(db_path)
-    try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy:
-            raise RuntimeError("wal_checkpoint(TRUNCATE) could not complete")
-    finally:
-        conn.close()
-    wal = Path(f"{db_path}-wal")
-    return db_path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-
-
 def _persisted(db_path: Path, session_ids: list[str], subtasks: int) -> dict[str, float]:
     """Rows written for the measured sessions, per sub-task, by table and event type."""
     marks = ", ".join("?" * len(session_ids))
@@ -122,7 +110,7 @@ async def _fan_out(
     async with await Keel.open(home) as runtime:
         # The agents are registered (and the schema created) before the size baseline.
         await runtime.agents.register(_agents())
-        before = _db_bytes(home / "keel.db")
+        before = stored_bytes_at(home / "keel.db")
         started = time.perf_counter()
         sessions = [
             await runtime.create_session(
@@ -155,7 +143,7 @@ async def _fan_out(
         "create_s": create_s,
         "before": before,
         "session_ids": [session.id for session in sessions],
-        "synchronous": _SYNCHRONOUS_NAMES[int(row[0])] if row else "?",
+        "synchronous": synchronous_name(int(row[0])) if row else "?",
     }
 
 
@@ -171,7 +159,7 @@ def run_keel_fanout(
     home = root / "home"
     measured = asyncio.run(_fan_out(home, workspace, tasks, concurrency, runs))
     db_path = home / "keel.db"
-    size = _db_bytes(db_path) - measured["before"]
+    size = stored_bytes_at(db_path) - measured["before"]
     conn = sqlite3.connect(db_path)
     try:
         journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]

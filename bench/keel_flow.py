@@ -27,8 +27,7 @@ from typing import Any
 import keel
 from keel import FunctionFlow, Keel
 from keel.types import JsonObject
-
-_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+from sqlite_files import read_pragmas, stored_bytes, synchronous_name
 
 
 async def _noop(data: JsonObject) -> JsonObject | None:
@@ -48,7 +47,7 @@ async def _run_flows(home: Path, nodes: int, flows: int) -> tuple[float, str]:
                 raise RuntimeError(f"flow {index} stopped at step {state.index} of {nodes}")
         # Read the setting back from the engine's own write connection.
         row = await runtime.engine.write(lambda tx: tx.fetchone("PRAGMA synchronous"))
-    return elapsed, _SYNCHRONOUS_NAMES[int(row[0])] if row else "?"
+    return elapsed, synchronous_name(int(row[0])) if row else "?"
 
 
 def run_keel(home: Path, nodes: int = 200, flows: int = 5) -> dict[str, Any]:
@@ -58,9 +57,8 @@ def run_keel(home: Path, nodes: int = 200, flows: int = 5) -> dict[str, Any]:
     db_path = home / "keel.db"
     conn = sqlite3.connect(db_path)
     try:
-        journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        size = sum(p.stat().st_size for p in (db_path, Path(f"{db_path}-wal")) if p.exists())
+        journal_mode, _ = read_pragmas(conn)
+        size = stored_bytes(conn, db_path)
     finally:
         conn.close()
     steps = nodes * flows

@@ -33,9 +33,9 @@ import keel
 from keel import Keel
 from keel.models import Message, ToolCall, ToolSpec, register_script
 from keel.types import SessionStatus
+from sqlite_files import synchronous_name
 from turn_clock import TurnClock, peak_rss_mb, percentile
 
-_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 _SCRIPT = "bench-tool-turns"
 NOTES = "notes.txt"
 NOTES_TEXT = "".join(f"line {n}: the quick brown fox jumps over the lazy dog\n" for n in range(20))
@@ -99,7 +99,7 @@ async def _run(home: Path, workspace: Path, sessions: int, turns: int) -> dict[s
         "sessions": sessions,
         "turns": turns,
         "durable": True,
-        "synchronous": _SYNCHRONOUS_NAMES[int(row[0])] if row else "?",
+        "synchronous": synchronous_name(int(row[0])) if row else "?",
         "create_s": create_s,
         "run_s": run_s,
         "turns_per_s": sessions * turns / run_s,

@@ -41,7 +41,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
-_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+from sqlite_files import connect_durable, read_pragmas, stored_bytes
 
 
 class FanOutState(TypedDict):
@@ -83,15 +83,6 @@ def _build_graph() -> StateGraph:
     return builder
 
 
-def _connect(db_path: Path) -> sqlite3.Connection:
-    # check_same_thread=False: LangGraph calls the saver from its worker threads;
-    # SqliteSaver serialises access with its own lock.
-    conn = sqlite3.connect(str(db_path), check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    return conn
-
-
 def _config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
@@ -108,14 +99,6 @@ def _run(graph: CompiledStateGraph, tasks: int, runs: int) -> tuple[list[float],
             raise RuntimeError(f"run {thread_id} gathered {len(final['results'])} of {tasks}")
         thread_ids.append(thread_id)
     return seconds, thread_ids
-
-
-def _db_bytes(conn: sqlite3.Connection, db_path: Path) -> int:
-    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        raise RuntimeError("wal_checkpoint(TRUNCATE) could not complete")
-    wal = Path(f"{db_path}-wal")
-    return db_path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
 
 
 def _persisted(conn: sqlite3.Connection, thread_ids: list[str], subtasks: int) -> dict[str, float]:
@@ -138,7 +121,7 @@ def run_langgraph_fanout(db_path: Path, tasks: int = 100, runs: int = 5) -> dict
         raise FileExistsError(f"{db_path} already exists; the benchmark needs a fresh database")
     builder = _build_graph()
     with tempfile.TemporaryDirectory(prefix="langgraph-fanout-warmup-") as tmp:
-        warm_conn = _connect(Path(tmp) / "warmup.sqlite")
+        warm_conn = connect_durable(Path(tmp) / "warmup.sqlite")
         try:
             warm_saver = SqliteSaver(warm_conn)
             warm_saver.setup()
@@ -146,16 +129,15 @@ def run_langgraph_fanout(db_path: Path, tasks: int = 100, runs: int = 5) -> dict
         finally:
             warm_conn.close()
 
-    conn = _connect(db_path)
+    conn = connect_durable(db_path)
     try:
         saver = SqliteSaver(conn)
         saver.setup()
-        before = _db_bytes(conn, db_path)
+        before = stored_bytes(conn, db_path)
         graph = builder.compile(checkpointer=saver)
         seconds, thread_ids = _run(graph, tasks, runs)
-        journal_mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-        synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
-        size = _db_bytes(conn, db_path) - before
+        journal_mode, synchronous = read_pragmas(conn)
+        size = stored_bytes(conn, db_path) - before
         persisted = _persisted(conn, thread_ids, tasks * runs)
     finally:
         conn.close()
@@ -170,7 +152,7 @@ def run_langgraph_fanout(db_path: Path, tasks: int = 100, runs: int = 5) -> dict
         "bytes_per_subtask": size / (tasks * runs),
         "persisted_per_subtask": persisted,
         "journal_mode": journal_mode,
-        "synchronous": _SYNCHRONOUS_NAMES.get(synchronous, str(synchronous)),
+        "synchronous": synchronous,
     }
 
 

@@ -47,7 +47,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+from sqlite_files import connect_durable, read_pragmas, stored_bytes
 
 
 class FlowState(TypedDict):
@@ -69,21 +69,6 @@ def _build_graph(nodes: int) -> StateGraph:
         builder.add_edge(prev, nxt)
     builder.add_edge(names[-1], END)
     return builder
-
-
-def _connect(db_path: Path) -> sqlite3.Connection:
-    # check_same_thread=False: LangGraph calls the saver from its executor thread; SqliteSaver
-    # serialises access with its own lock.
-    conn = sqlite3.connect(str(db_path), check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    return conn
-
-
-def _read_pragmas(conn: sqlite3.Connection) -> tuple[str, str]:
-    journal_mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-    sync_value = int(conn.execute("PRAGMA synchronous").fetchone()[0])
-    return journal_mode, _SYNCHRONOUS_NAMES.get(sync_value, str(sync_value))
 
 
 def _config(thread_id: str, nodes: int) -> RunnableConfig:
@@ -123,14 +108,6 @@ def _check_completed(
             raise RuntimeError(f"flow {thread_id} stored {count} checkpoints for {nodes} nodes")
 
 
-def _db_bytes(conn: sqlite3.Connection, db_path: Path) -> int:
-    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        raise RuntimeError("wal_checkpoint(TRUNCATE) could not complete")
-    wal = Path(f"{db_path}-wal")
-    return db_path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-
-
 def run_langgraph(db_path: Path, nodes: int = 200, flows: int = 5) -> dict[str, Any]:
     """Time ``flows`` runs of a ``nodes``-long no-op chain checkpointed by ``SqliteSaver``.
 
@@ -149,7 +126,7 @@ def run_langgraph(db_path: Path, nodes: int = 200, flows: int = 5) -> dict[str, 
 
     with tempfile.TemporaryDirectory(prefix="langgraph-warmup-") as tmp:
         warm_path = Path(tmp) / "warmup.sqlite"
-        warm_conn = _connect(warm_path)
+        warm_conn = connect_durable(warm_path)
         try:
             warm_saver = SqliteSaver(warm_conn)
             warm_saver.setup()
@@ -157,15 +134,15 @@ def run_langgraph(db_path: Path, nodes: int = 200, flows: int = 5) -> dict[str, 
         finally:
             warm_conn.close()
 
-    conn = _connect(db_path)
+    conn = connect_durable(db_path)
     try:
         saver = SqliteSaver(conn)
         saver.setup()  # create the tables now, outside the timed region
         graph = builder.compile(checkpointer=saver)
         seconds, thread_ids = _run_flows(graph, nodes, flows)
-        journal_mode, synchronous = _read_pragmas(conn)
+        journal_mode, synchronous = read_pragmas(conn)
         _check_completed(graph, conn, thread_ids, nodes)
-        size = _db_bytes(conn, db_path)
+        size = stored_bytes(conn, db_path)
     finally:
         conn.close()
 
