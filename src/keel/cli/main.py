@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -17,7 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from keel.cli.builtin_team import default_team
 from keel.cli.demo import DEMO_GOAL, create_demo_repo
+from keel.cli.server_commands import add_server_commands
 from keel.cli.session_runner import run_in_foreground
 from keel.cli.view import STATUS_STYLE, event_line
 from keel.cli.workflow_commands import workflow_app
@@ -43,6 +44,7 @@ app = typer.Typer(
 agents_app = typer.Typer(help="Validate and list agent definitions.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 add_workspace_commands(app)
+add_server_commands(app)
 app.add_typer(workflow_app, name="workflow")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -84,12 +86,6 @@ def _root(
     ] = None,
 ) -> None:
     _Options.home = home
-
-
-def default_team() -> list[AgentDefinition]:
-    """The built-in team on scripted models: a planner, a coder, a tester, a reviewer."""
-    with resources.as_file(resources.files("keel.cli").joinpath("team")) as folder:
-        return load_folder(Path(folder))
 
 
 def _override_model(agents: list[AgentDefinition], model: str) -> list[AgentDefinition]:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from keel.cli.builtin_team import default_team
 from keel.cli.demo import create_demo_repo
 from keel.cli.session_runner import run_in_foreground
 from keel.errors import KeelError
@@ -76,7 +77,6 @@ def _home(ctx: typer.Context) -> Path | None:
 def _agents(folder: Path | None) -> list[AgentDefinition]:
     if folder is not None:
         return load_folder(folder)
-    from keel.cli.main import default_team  # late: the main app imports this module
 
     return default_team()
 

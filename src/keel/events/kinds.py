@@ -8,6 +8,9 @@ SESSION_RESUMED = "session.resumed"
 SESSION_COMPLETED = "session.completed"
 SESSION_FAILED = "session.failed"
 SESSION_CANCELLED = "session.cancelled"
+SESSION_QUEUED = "session.queued"
+SESSION_CLAIMED = "session.claimed"
+SESSION_MESSAGE = "session.message"
 
 CANCEL_REQUESTED = "cancel.requested"
 
@@ -58,6 +61,9 @@ DESCRIPTIONS: dict[str, str] = {
     SESSION_COMPLETED: "the session finished; payload holds the final answer and usage",
     SESSION_FAILED: "the session ended in failure; payload holds the reason",
     SESSION_CANCELLED: "the session was cancelled",
+    SESSION_QUEUED: "the session waits for a worker to run it",
+    SESSION_CLAIMED: "a worker took the session's lease and runs it (payload: workerId)",
+    SESSION_MESSAGE: "a user sent a follow-up message; agents see it in their context",
     CANCEL_REQUESTED: "someone asked to cancel the session or one of its tasks (reason)",
     TASK_CREATED: "a task joined the tree (goal, parent, assigned agent)",
     TASK_STATUS: "a task changed status (from, to, reason)",

@@ -49,6 +49,10 @@ CANCEL_POLL_S = 0.2
 
 NodeOutput = tuple[Unit, JsonObject]
 
+Fence = Callable[[Tx], None]
+"""Run first in every transaction a session's run commits; it raises to refuse the commit
+(a worker that lost its lease must not write another step)."""
+
 
 _NEEDS_ATTENTION = (
     "SELECT session_id FROM cancel_requests WHERE handled_at IS NULL UNION "
@@ -100,6 +104,7 @@ class RunLoop:
         self._events = events
         self.run_id = run_id
         self._watch = _Watch(engine)
+        self._fences: dict[str, Fence] = {}
 
     def nudge(self) -> None:
         """A cancellation was requested in this process: look now, not at the next poll."""
@@ -109,9 +114,24 @@ class RunLoop:
         stored = await self._engine.read(lambda tx: read_in(tx, session_id))
         return replay(session_id, stored, flow) if stored is not None else None
 
+    def _write(self, session_id: str, work: Callable[[Tx], object]) -> Callable[[Tx], None]:
+        fence = self._fences.get(session_id)
+
+        def fenced(tx: Tx) -> None:
+            if fence is not None:
+                fence(tx)
+            work(tx)
+
+        return fenced
+
     def _publisher(self, session_id: str) -> Publish:
         async def publish(events: list[NewEvent]) -> None:
-            await self._events.append(session_id, self.run_id, events)
+            await self._engine.write(
+                self._write(
+                    session_id, lambda tx: EventLog.append_in(tx, session_id, self.run_id, events)
+                )
+            )
+            self._events.notify(session_id)
 
         return publish
 
@@ -135,7 +155,7 @@ class RunLoop:
             if snapshot:
                 snapshot_in(tx, session_id, step, seq, running, state)
 
-        await self._engine.write(work)
+        await self._engine.write(self._write(session_id, work))
         self._events.notify(session_id)
 
     def _admit(self, flow: Flow[S], state: S, running: dict[str, Node], unit: Unit) -> None:
@@ -185,8 +205,17 @@ class RunLoop:
         await self._commit(unit, checkpoint.step, {}, checkpoint.state, snapshot=False)
         return checkpoint, True
 
-    async def run(self, session_id: str, flow: Flow[S]) -> S:
-        """Run `session_id` with `flow` to its end, starting or resuming as needed."""
+    async def run(self, session_id: str, flow: Flow[S], *, fence: Fence | None = None) -> S:
+        """Run `session_id` with `flow` to its end, starting or resuming as needed. With a
+        `fence`, every commit of the run first passes it."""
+        if fence is not None:
+            self._fences[session_id] = fence
+        try:
+            return await self._run(session_id, flow)
+        finally:
+            self._fences.pop(session_id, None)
+
+    async def _run(self, session_id: str, flow: Flow[S]) -> S:
         checkpoint, resuming = await self._start(session_id, flow)
         state, step, running = checkpoint.state, checkpoint.step, checkpoint.running
         resumed = set(running) if resuming else set()  # nodes a dead process left running
@@ -273,7 +302,9 @@ class RunLoop:
         """Take in answers to approvals (and deadlines that passed), then checkpoint."""
         if not flow.waiting(state):
             return state, step
-        await self._engine.write(lambda tx: approvals.expire_in(tx, self.run_id, session_id))
+        await self._engine.write(
+            self._write(session_id, lambda tx: approvals.expire_in(tx, self.run_id, session_id))
+        )
         answers = await self._engine.read(lambda tx: approvals.unapplied_in(tx, session_id))
         if not answers:
             return state, step

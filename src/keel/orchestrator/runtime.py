@@ -9,7 +9,7 @@ the run loop, and runs sessions to their end in this process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -21,17 +21,17 @@ from keel.errors import ConfigError, IllegalTransition, SessionNotResumable
 from keel.events import EventLog, NewEvent, kinds
 from keel.guardrails.approvals import Approval, Approvals
 from keel.ids import new_id
-from keel.orchestrator import cancel
+from keel.orchestrator import cancel, run_queue
 from keel.orchestrator.context import Blackboard
 from keel.orchestrator.functions import FunctionFlow, FunctionState
-from keel.orchestrator.loop import RunLoop
+from keel.orchestrator.loop import Fence, RunLoop
 from keel.orchestrator.session_config import SessionConfig
 from keel.orchestrator.team import TeamFlow
 from keel.orchestrator.workflow import WorkflowFlow
 from keel.orchestrator.workflow_checks import check_workflow
 from keel.orchestrator.workflow_spec import WorkflowSpec, parse_workflow, read_workflow
 from keel.registry import AgentRegistry, SessionRegistry, TaskRegistry
-from keel.store import Engine, open_engine
+from keel.store import Engine, Tx, open_engine
 from keel.tools import Tool, builtin_tools
 from keel.types import (
     AgentDefinition,
@@ -83,6 +83,8 @@ class Keel:
         self.decisions = DecisionLog(self.facts)
         self.artifacts = FileArtifactStore(engine, settings.home / "artifacts", events=self.events)
         self._loop = RunLoop(engine, self.events, self.run_id)
+        self.queue_listeners: list[Callable[[], None]] = []
+        """Called when this process queues a session (its embedded workers wake at once)."""
 
     @classmethod
     async def open(cls, home: Path | str | None = None, *, database_url: str | None = None) -> Keel:
@@ -183,9 +185,10 @@ class Keel:
             goal, agent_versions=versions, user_id=user_id, config=config, budget=budget
         )
 
-    async def run(self, session_id: str) -> Session:
+    async def run(self, session_id: str, *, fence: Fence | None = None) -> Session:
         """Run a team or workflow session to its end; a session that was interrupted resumes
-        from its last checkpoint."""
+        from its last checkpoint. A worker passes a `fence` that refuses every commit once
+        it has lost the session's lease."""
         session = await self.sessions.get(session_id)
         if session.status.is_final:
             raise SessionNotResumable(
@@ -233,9 +236,9 @@ class Keel:
                 approval_wait_s=config.approval_timeout_s,
             )
             if workflow is None:
-                await self._loop.run(session_id, flow)
+                await self._loop.run(session_id, flow, fence=fence)
             else:
-                await self._loop.run(session_id, WorkflowFlow(workflow, flow))
+                await self._loop.run(session_id, WorkflowFlow(workflow, flow), fence=fence)
         finished = await self.sessions.get(session_id)
         if workspace is not None and finished.status.is_final:
             await self._keep_change(finished, workspace)
@@ -325,6 +328,55 @@ class Keel:
         )
         self.events.notify(session_id)
         self._loop.nudge()
+
+    async def message(self, session_id: str, text: str, *, user_id: str = "local") -> int:
+        """A follow-up message from the user to a session that has not ended: kept as a
+        session fact (`user.message.<n>`) that every agent of the session sees in its next
+        model call, and recorded as a `session.message` event. Returns the message number."""
+        if not text.strip():
+            raise ConfigError("a message needs text")
+        session = await self.sessions.get(session_id)
+        if session.status.is_final:
+            raise SessionNotResumable(
+                f"session {session_id} has already ended ({session.status.value}); a "
+                "follow-up needs a new session"
+            )
+        actor = Actor(user_id, session_id, self.run_id, MemoryScope.SESSION)
+
+        def work(tx: Tx) -> int:
+            tx.lock(f"messages:{session_id}")
+            row = tx.fetchone(
+                "SELECT COUNT(*) FROM events WHERE session_id = ? AND type = ?",
+                (session_id, kinds.SESSION_MESSAGE),
+            )
+            number = int(row[0]) + 1 if row else 1
+            self.facts.write_in(tx, actor, f"user.message.{number}", text)
+            payload: JsonObject = {"text": text, "number": number}
+            EventLog.append_in(
+                tx, session_id, self.run_id, [NewEvent(kinds.SESSION_MESSAGE, user_id, payload)]
+            )
+            return number
+
+        number = await self.engine.write(work)
+        self.events.notify(session_id)
+        return number
+
+    async def submit(self, session_id: str) -> bool:
+        """Queue a session for a worker (`keel worker`, or the workers `keel serve` embeds);
+        False when it is already queued. A session that has ended cannot be queued."""
+        session = await self.sessions.get(session_id)
+        if session.status.is_final:
+            raise SessionNotResumable(
+                f"session {session_id} has already ended ({session.status.value}); "
+                "start a new session instead"
+            )
+        queued = await self.engine.write(
+            lambda tx: run_queue.enqueue_in(tx, self.run_id, session_id)
+        )
+        self.events.notify(session_id)
+        for listener in self.queue_listeners:
+            listener()
+        return queued
 
     async def start_flow(self, name: str, *, user_id: str = "local") -> Session:
         """Create a session for a durable function flow named `name`."""

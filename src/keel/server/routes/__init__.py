@@ -1,0 +1,1 @@
+"""The session API's routes, one module per resource."""
