@@ -161,3 +161,35 @@ async def test_a_session_whose_run_fails_on_a_user_mistake_is_failed_with_the_re
     assert last.type == kinds.SESSION_FAILED
     assert "gone" in last.payload["reason"]
     assert await queued(keel) == []
+
+
+async def test_a_new_worker_takes_back_at_once_the_leases_of_a_dead_worker_on_this_host(
+    keel: Keel, team: list[dict[str, Any]]
+) -> None:
+    import socket
+    import sys
+
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    session = await keel.create_session("Goal", team)
+    await keel.submit(session.id)
+
+    def crashed_worker_holds_it(tx: Any) -> None:
+        tx.execute(
+            "INSERT INTO workers (id, host, pid, capacity, running, started_at, heartbeat_at) "
+            "VALUES ('w_crashed', ?, ?, 1, 1, 0, 0)",
+            (socket.gethostname(), gone.pid),
+        )
+        tx.execute(
+            "UPDATE run_queue SET worker_id = 'w_crashed', lease_until = ? WHERE session_id = ?",
+            (2**62, session.id),
+        )
+
+    await keel.engine.write(crashed_worker_holds_it)
+    async with working(Worker(keel)):
+
+        async def done() -> bool:
+            return (await keel.sessions.get(session.id)).status.is_final
+
+        await until(done, within=15)
+    assert (await keel.sessions.get(session.id)).status is SessionStatus.DONE

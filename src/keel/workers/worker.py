@@ -60,6 +60,16 @@ class WorkerStats:
     running: set[str] = field(default_factory=set)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 class Worker:
     """Runs queued sessions on `keel`, at most `capacity` at a time."""
 
@@ -98,6 +108,9 @@ class Worker:
         the sessions still running so another worker resumes them at once."""
         engine = self.keel.engine
         await engine.write(self._register_in)
+        reaped = await engine.write(self._reap_in)
+        if reaped:
+            log.info("worker %s: took back the leases of dead workers %s", self.id, reaped)
         renew_every = self.lease_s / 3
         next_renewal = asyncio.get_running_loop().time() + renew_every
         try:
@@ -137,6 +150,25 @@ class Worker:
 
     def _claim_in(self, tx: Tx, *, limit: int) -> list[Claim]:
         return claim_in(tx, self.keel.engine.dialect, self.id, limit, self.lease_s)
+
+    def _reap_in(self, tx: Tx) -> list[str]:
+        """Free at once the leases of workers on this host whose process is gone (a server
+        restarted after a crash need not wait for their leases to end)."""
+        host = socket.gethostname()
+        dead = [
+            str(worker_id)
+            for worker_id, pid in tx.fetchall(
+                "SELECT id, pid FROM workers WHERE host = ? AND id <> ?", (host, self.id)
+            )
+            if not _alive(int(pid))
+        ]
+        for worker_id in dead:
+            tx.execute(
+                "UPDATE run_queue SET worker_id = NULL, lease_until = 0 WHERE worker_id = ?",
+                (worker_id,),
+            )
+            tx.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+        return dead
 
     def _register_in(self, tx: Tx) -> None:
         stamp = now_us()
