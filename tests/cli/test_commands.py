@@ -83,7 +83,7 @@ def test_demo_fixes_the_failing_test_of_a_new_git_repository(
     assert "return a + b" in git("show", f"keel/{session}:calc.py")
     code, out, _ = keel(env, "snapshots", session)
     assert code == 0
-    assert "after edit_file" in out
+    assert "merge task" in out  # the coder edited in its own task worktree
     code, out, _ = keel(env, "diff", session, "0")
     assert "+    return a + b" in out
 

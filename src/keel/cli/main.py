@@ -16,8 +16,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from keel.cli import remote
 from keel.cli.builtin_team import default_team
 from keel.cli.demo import DEMO_GOAL, create_demo_repo
+from keel.cli.gateway_commands import add_gateway_commands
+from keel.cli.observe_commands import add_observe_commands
 from keel.cli.server_commands import add_server_commands
 from keel.cli.session_runner import run_in_foreground
 from keel.cli.view import STATUS_STYLE, event_line
@@ -44,6 +47,8 @@ app = typer.Typer(
 agents_app = typer.Typer(help="Validate and list agent definitions.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 add_workspace_commands(app)
+add_observe_commands(app)
+add_gateway_commands(app)
 add_server_commands(app)
 app.add_typer(workflow_app, name="workflow")
 
@@ -165,6 +170,18 @@ def run(
     plain: Annotated[bool, typer.Option(help="Print events line by line, no live view.")] = False,
 ) -> None:
     """Start a session for GOAL and run it here, showing its task tree and events live."""
+    if remote.enabled():
+        raise typer.Exit(
+            remote.run(
+                goal,
+                agents=agents,
+                model=model,
+                workspace=workspace,
+                scripted_delay=scripted_delay,
+                plain=plain,
+                override_model=_override_model,
+            )
+        )
 
     async def main() -> int:
         team = load_folder(agents) if agents is not None else default_team()
@@ -182,6 +199,8 @@ def resume(
     plain: Annotated[bool, typer.Option(help="Print events line by line, no live view.")] = False,
 ) -> None:
     """Continue an interrupted session from its last checkpoint."""
+    if remote.enabled():
+        raise typer.Exit(remote.resume(session, plain=plain))
     raise typer.Exit(_run(lambda: _run_session(None, session, [], {}, _live(plain))))
 
 
@@ -215,6 +234,8 @@ def cancel_command(
     ] = "cancelled by the user",
 ) -> None:
     """Cancel a session or one of its tasks; running model calls and commands stop."""
+    if remote.enabled():
+        raise typer.Exit(remote.cancel(session, task=task, reason=reason))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -247,6 +268,8 @@ def approvals(
     every: Annotated[bool, typer.Option("--all", help="Answered ones too.")] = False,
 ) -> None:
     """Approvals waiting for an answer (who asks to do what, why, until when)."""
+    if remote.enabled():
+        raise typer.Exit(remote.approvals(session, every=every))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -288,6 +311,8 @@ def approve(
     """Answer an approval: --allow or --deny (a session running elsewhere takes it in)."""
     if allow is None:
         raise typer.BadParameter("say --allow or --deny", param_hint="--allow/--deny")
+    if remote.enabled():
+        raise typer.Exit(remote.approve(approval, allow=allow, remember=remember, note=note))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -300,6 +325,8 @@ def approve(
 @app.command()
 def delete(session: Annotated[str, typer.Argument(help="The session to delete.")]) -> None:
     """Delete a session that is not running: its records, worktrees, branches and refs."""
+    if remote.enabled():
+        raise typer.Exit(remote.delete(session))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -315,6 +342,8 @@ def sessions(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List sessions, newest first."""
+    if remote.enabled():
+        raise typer.Exit(remote.sessions(limit=limit, as_json=as_json))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -351,6 +380,8 @@ def events(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Print a session's events in order; with --follow, as they are written."""
+    if remote.enabled():
+        raise typer.Exit(remote.events(session, after=after, follow=follow, as_json=as_json))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -375,6 +406,8 @@ def events(
 @app.command()
 def tasks(session: Annotated[str, typer.Argument(help="The session whose tasks to show.")]) -> None:
     """Show a session's task tree."""
+    if remote.enabled():
+        raise typer.Exit(remote.tasks(session))
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:
@@ -417,6 +450,8 @@ def agents_validate(
 @agents_app.command("list")
 def agents_list() -> None:
     """The registered agents, each at its latest version."""
+    if remote.enabled():
+        raise typer.Exit(remote.agents_list())
 
     async def main() -> None:
         async with await Keel.open(_Options.home) as keel:

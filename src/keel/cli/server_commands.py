@@ -44,6 +44,7 @@ async def _prepare(home: Path | None, agents: Path | None) -> None:
         if not await has_tokens(keel.engine):
             info, token = await create_token(keel.engine, "local", admin=True, name="first")
             path = Path(keel.settings.home) / ADMIN_TOKEN_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)  # PostgreSQL stores make no home
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(token + "\n")
@@ -105,6 +106,7 @@ def add_server_commands(app: typer.Typer) -> None:
             workers=workers,
             worker_capacity=capacity,
             lease_s=lease,
+            host=host,
         )
         server = create_app(lambda: Keel.open(home), options)
         out.print(f"Keel session API on http://{host}:{port}  (OpenAPI: /openapi.json)")

@@ -11,6 +11,7 @@ SESSION_CANCELLED = "session.cancelled"
 SESSION_QUEUED = "session.queued"
 SESSION_CLAIMED = "session.claimed"
 SESSION_MESSAGE = "session.message"
+A2A_TASK_OPENED = "a2a.task.opened"
 
 CANCEL_REQUESTED = "cancel.requested"
 
@@ -48,6 +49,10 @@ BLACKBOARD_DENIED = "blackboard.denied"
 CONTEXT_ASSEMBLED = "context.assembled"
 WORKSPACE_OPENED = "workspace.opened"
 WORKSPACE_SNAPSHOT = "workspace.snapshot"
+WORKSPACE_TASK_OPENED = "workspace.task.opened"
+WORKSPACE_MERGED = "workspace.merged"
+WORKSPACE_MERGE_CONFLICT = "workspace.merge.conflict"
+WORKSPACE_TASK_DISCARDED = "workspace.task.discarded"
 APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_ANSWERED = "approval.answered"
 APPROVAL_APPLIED = "approval.applied"
@@ -64,6 +69,7 @@ DESCRIPTIONS: dict[str, str] = {
     SESSION_QUEUED: "the session waits for a worker to run it",
     SESSION_CLAIMED: "a worker took the session's lease and runs it (payload: workerId)",
     SESSION_MESSAGE: "a user sent a follow-up message; agents see it in their context",
+    A2A_TASK_OPENED: "an A2A client opened the session as a task (payload: contextId)",
     CANCEL_REQUESTED: "someone asked to cancel the session or one of its tasks (reason)",
     TASK_CREATED: "a task joined the tree (goal, parent, assigned agent)",
     TASK_STATUS: "a task changed status (from, to, reason)",
@@ -99,6 +105,15 @@ DESCRIPTIONS: dict[str, str] = {
     "snapshotted in place (path, branch, notes about the user's uncommitted changes)",
     WORKSPACE_SNAPSHOT: "the workspace was snapshotted before or after writing tool calls "
     "(number, commit, label, files changed)",
+    WORKSPACE_TASK_OPENED: "a task whose agent writes got a worktree of its own, branched from "
+    "its parent's files as they were (path, branch, parentTaskId)",
+    WORKSPACE_MERGED: "a finished task's worktree was merged into its parent's files and "
+    "removed (into, files, snapshot, taskCommit)",
+    WORKSPACE_MERGE_CONFLICT: "a finished task's change conflicts with its parent's files (or "
+    "could not be merged): nothing was merged and the parent task is blocked (into, files, "
+    "reason, artifactId, branch, worktree kept)",
+    WORKSPACE_TASK_DISCARDED: "a failed task's worktree was removed unmerged; its change is "
+    "kept as an artifact (artifactId, when it changed anything)",
     WORKFLOW_STEP_STARTED: "a declared workflow's step started (node, kind, attempt, task)",
     WORKFLOW_STEP_FINISHED: "a workflow step finished (status, next node)",
     WORKFLOW_STEP_RETRY: "a failed workflow step will be tried again after a backoff",

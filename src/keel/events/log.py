@@ -2,8 +2,9 @@
 
 Events are written inside the caller's transaction (`append_in`) so that a state change
 and its event commit together, or never. Followers in this process are woken right after
-the commit; followers in other processes poll, so nothing depends on a notification
-arriving.
+the commit; followers in other processes are woken by the commit's signal on
+`EVENTS_CHANNEL` where the engine has signals (PostgreSQL), and poll in any case, so
+nothing depends on a notification arriving.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,6 +21,9 @@ from keel.store import Engine, Row, Tx
 from keel.types import JsonObject, TraceEvent
 
 _COLUMNS = "session_id, seq, run_id, task_id, actor, type, payload, ts"
+
+EVENTS_CHANNEL = "keel_events"
+"""Signalled with the session id by every commit that appends to a session's events."""
 
 
 def now_us() -> int:
@@ -63,6 +67,8 @@ class EventLog:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._followers = 0
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- writing -----------------------------------------------------------------------
 
@@ -78,6 +84,7 @@ class EventLog:
         last = EventLog.last_seq_in(tx, session_id)
         if not events:
             return last
+        tx.notify(EVENTS_CHANNEL, session_id)
         ts = now_us()
         rows = []
         for event in events:
@@ -108,6 +115,27 @@ class EventLog:
         if wakeup is not None:
             wakeup.set()
 
+    def _signalled(self, session_id: str | None) -> None:
+        """A commit (in any process) appended to `session_id`; None: to any session."""
+        if session_id is not None:
+            self.notify(session_id)
+            return
+        wakeups, self._wakeups = self._wakeups, {}
+        for wakeup in wakeups.values():
+            wakeup.set()
+
+    def _start_following(self) -> None:
+        """Listen for other processes' commits while anything here follows a session."""
+        self._followers += 1
+        if self._unsubscribe is None:
+            self._unsubscribe = self._engine.subscribe(EVENTS_CHANNEL, self._signalled)
+
+    def _stop_following(self) -> None:
+        self._followers -= 1
+        if not self._followers and self._unsubscribe is not None:
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+            unsubscribe()
+
     # -- reading -----------------------------------------------------------------------
 
     async def read(
@@ -135,15 +163,22 @@ class EventLog:
         """Yield the session's events after `after` as they are appended, forever or until
         an event whose type is in `until` has been yielded."""
         cursor = after
-        while True:
-            wakeup = self._wakeups.setdefault(session_id, asyncio.Event())
-            batch = await self.read(session_id, cursor, limit=500)
-            for event in batch:
-                cursor = event.seq
-                yield event
-                if event.type in until:
-                    return
-            if batch:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), poll_interval)
+        self._start_following()
+        try:
+            while True:
+                wakeup = self._wakeups.setdefault(session_id, asyncio.Event())
+                batch = await self.read(session_id, cursor, limit=500)
+                for event in batch:
+                    cursor = event.seq
+                    yield event
+                    if event.type in until:
+                        return
+                if batch:
+                    continue
+                # Not wait_for: on Python 3.11 it swallows a cancellation that arrives with
+                # a wake-up, and a follower that was stopped would follow on.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_interval):
+                        await wakeup.wait()
+        finally:
+            self._stop_following()

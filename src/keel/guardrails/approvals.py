@@ -17,6 +17,11 @@ from keel.ids import new_id
 from keel.store import Engine, Row, Tx
 from keel.types import JsonObject, KeelModel
 
+ATTENTION_CHANNEL = "keel_attention"
+"""Signalled with the session id when a running session has something from outside to take
+in (an answer here, a cancellation request): the process running it looks at once instead
+of at its next poll."""
+
 ApprovalKind = Literal["guardrail", "interrupted"]
 ApprovalStatus = Literal["pending", "allowed", "denied", "expired"]
 
@@ -158,6 +163,7 @@ def answer_in(
         "note = ? WHERE id = ?",
         (status, actor, stamp, 1 if remember else 0, note, approval_id),
     )
+    tx.notify(ATTENTION_CHANNEL, approval.session_id)
     payload: JsonObject = {
         "approvalId": approval_id,
         "decision": status,

@@ -1,5 +1,6 @@
 """LLM providers behind one `Model` interface, chosen per agent by a model string
-(`<provider>:<name>`): `scripted:<script>`, `openai:<model>`, `anthropic:<model>`.
+(`<provider>:<name>`): `scripted:<script>`, `openai:<model>`, `anthropic:<model>`, and
+`a2a:<agent URL>`, a remote A2A agent that answers as a model does.
 
 Each provider is one module with a `create(name, settings) -> Model` function, imported
 only when an agent uses it, so a provider's SDK is needed only by those who use it.
@@ -49,9 +50,10 @@ PROVIDERS: dict[str, str] = {
     "scripted": "keel.models.scripted",
     "openai": "keel.models.openai",
     "anthropic": "keel.models.anthropic",
+    "a2a": "keel.models.a2a_remote",
 }
 
-_EXTRAS = {"openai": "openai", "anthropic": "anthropic"}
+_EXTRAS = {"openai": "openai", "anthropic": "anthropic", "a2a": "a2a"}
 
 
 def register_script(name: str, script: Script) -> None:
@@ -67,6 +69,8 @@ def check_model_string(model: str) -> str | None:
         return f"unknown model provider '{provider}' in '{model}' (known: {known})"
     if not name:
         return f"'{model}' names no model; write '{provider}:<name>'"
+    if provider == "a2a" and not name.startswith(("http://", "https://")):
+        return f"'{model}' names no agent URL; write 'a2a:http(s)://host[:port]/path'"
     if provider == "scripted" and name not in scripts:
         return (
             f"no script named '{name}' (built in: {', '.join(sorted(BUILTIN_SCRIPTS))}; "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from keel.errors import IllegalTransition, TaskNotFound
 from keel.events import EventLog, NewEvent, kinds, now_us
+from keel.guardrails.approvals import ATTENTION_CHANNEL
 from keel.ids import new_id
 from keel.registry.sessions import SessionRegistry
 from keel.registry.tasks import TaskRegistry
@@ -40,6 +41,7 @@ def request_in(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (request.id, session_id, task_id, reason, actor, now_us()),
     )
+    tx.notify(ATTENTION_CHANNEL, session_id)
     payload = {"reason": reason, **({"taskId": task_id} if task_id else {})}
     EventLog.append_in(
         tx, session_id, run_id, [NewEvent(kinds.CANCEL_REQUESTED, actor, payload, task_id)]

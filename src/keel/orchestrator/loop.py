@@ -64,32 +64,45 @@ _NEEDS_ATTENTION = (
 
 class _Watch:
     """Cancellation requests for the sessions this process runs: one poll for all of them,
-    plus an immediate nudge for requests made in this process."""
+    plus an immediate nudge for requests made in this process, or signalled on
+    `ATTENTION_CHANNEL` by another process (where the engine has signals)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._sessions: dict[str, Callable[[], None]] = {}
         self._nudge = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     def add(self, session_id: str, notice: Callable[[], None]) -> None:
         self._sessions[session_id] = notice
+        if self._unsubscribe is None:
+            self._unsubscribe = self._engine.subscribe(approvals.ATTENTION_CHANNEL, self._signalled)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._poll())
 
     def remove(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
-        if not self._sessions and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if not self._sessions:
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
+            if self._unsubscribe is not None:
+                unsubscribe, self._unsubscribe = self._unsubscribe, None
+                unsubscribe()
 
     def nudge(self) -> None:
         self._nudge.set()
 
+    def _signalled(self, session_id: str | None) -> None:
+        if session_id is None or session_id in self._sessions:
+            self.nudge()
+
     async def _poll(self) -> None:
         while self._sessions:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), CANCEL_POLL_S)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see Worker.run
+                async with asyncio.timeout(CANCEL_POLL_S):
+                    await self._nudge.wait()
             self._nudge.clear()
             rows = await self._engine.read(lambda tx: tx.fetchall(_NEEDS_ATTENTION, (now_us(),)))
             for (session_id,) in rows:

@@ -7,6 +7,10 @@ the same. While it runs a session the worker renews the lease; the commits of th
 fenced by `check_lease_in`, so a worker that lost its lease (it stalled past the lease and
 another worker took over) cannot write a step. A finished session's row is deleted.
 
+A session put on the queue (or handed back for another worker to take at once) signals
+`QUEUE_CHANNEL`, so idle workers in every process look at once; they also poll, for leases
+that simply ran out.
+
 Every function here runs inside the caller's transaction (`*_in(tx, ...)`).
 """
 
@@ -20,6 +24,9 @@ from keel.store import Tx
 
 MAX_CLAIMS = 5
 """A session whose run crashed this many times is failed instead of claimed again."""
+
+QUEUE_CHANNEL = "keel_queue"
+"""Signalled with the session id when a session becomes claimable at once."""
 
 
 class LeaseLost(KeelError):
@@ -40,6 +47,7 @@ def enqueue_in(tx: Tx, run_id: str, session_id: str) -> bool:
     tx.execute(
         "INSERT INTO run_queue (session_id, enqueued_at) VALUES (?, ?)", (session_id, now_us())
     )
+    tx.notify(QUEUE_CHANNEL, session_id)
     EventLog.append_in(tx, session_id, run_id, [NewEvent(kinds.SESSION_QUEUED)])
     return True
 
@@ -91,11 +99,13 @@ def release_in(
 ) -> None:
     """Give the lease back so another worker (or this one) claims the session after
     `delay_s`: on shutdown with no delay, after a crash with a backoff."""
-    tx.execute(
+    released = tx.execute(
         "UPDATE run_queue SET worker_id = NULL, lease_until = ?, last_error = COALESCE(?, "
         "last_error) WHERE session_id = ? AND worker_id = ?",
         (now_us() + int(delay_s * 1_000_000), error, session_id, worker_id),
     )
+    if released and not delay_s:
+        tx.notify(QUEUE_CHANNEL, session_id)
 
 
 def drop_in(tx: Tx, session_id: str) -> None:

@@ -21,6 +21,7 @@ from keel.errors import ConfigError, IllegalTransition, SessionNotResumable
 from keel.events import EventLog, NewEvent, kinds
 from keel.guardrails.approvals import Approval, Approvals
 from keel.ids import new_id
+from keel.observability import KeelMetrics, observe_session, tracer_provider_from_env
 from keel.orchestrator import cancel, run_queue
 from keel.orchestrator.context import Blackboard
 from keel.orchestrator.functions import FunctionFlow, FunctionState
@@ -83,6 +84,8 @@ class Keel:
         self.decisions = DecisionLog(self.facts)
         self.artifacts = FileArtifactStore(engine, settings.home / "artifacts", events=self.events)
         self._loop = RunLoop(engine, self.events, self.run_id)
+        self.metrics: KeelMetrics | None = None  # set one to count what this process runs
+        self.tracer_provider = tracer_provider_from_env()  # None: tracing is off
         self.queue_listeners: list[Callable[[], None]] = []
         """Called when this process queues a session (its embedded workers wake at once)."""
 
@@ -226,6 +229,9 @@ class Keel:
                 agent_tools=agent_tools,
                 workspace=workspace.path if workspace else config.workspace_path(),
                 snapshots=workspace,
+                # Task worktrees are merged by the team's merge nodes, which a workflow
+                # does not run: its steps work in the session's workspace.
+                workspaces=self.workspaces if workflow is None else None,
                 task_budget=config.task_budget,
                 max_concurrency=config.max_concurrency,
                 fail_fast=config.on_task_failure == "fail_fast",
@@ -235,10 +241,17 @@ class Keel:
                 run_id=self.run_id,
                 approval_wait_s=config.approval_timeout_s,
             )
-            if workflow is None:
-                await self._loop.run(session_id, flow, fence=fence)
-            else:
-                await self._loop.run(session_id, WorkflowFlow(workflow, flow), fence=fence)
+            async with observe_session(
+                self.events,
+                session_id,
+                metrics=self.metrics,
+                tracer_provider=self.tracer_provider,
+                workflow=workflow.name if workflow else None,
+            ):
+                if workflow is None:
+                    await self._loop.run(session_id, flow, fence=fence)
+                else:
+                    await self._loop.run(session_id, WorkflowFlow(workflow, flow), fence=fence)
         finished = await self.sessions.get(session_id)
         if workspace is not None and finished.status.is_final:
             await self._keep_change(finished, workspace)

@@ -5,15 +5,27 @@ Every model call and every batch of tool calls is a node of the run loop, so eac
 checkpointed: a resumed session does not pay again for a model call that finished, and a
 tool call with side effects that a crash interrupted is reported, not re-run. Without a
 planner the goal is a single task; without a reviewer the last answers are the result.
+
+On a session worktree (a git repository), a task whose agent can change files works in a
+worktree of its own, opened at its first tool batch from its parent's files as they are
+then (the session's, or the delegating task's); read-only tasks work in their parent's.
+When the task is done, a `merge` node merges its worktree back into its parent's; the
+node's result records the merge, and a merge a crash cut short is found again rather than
+repeated. A conflict is never resolved by overwriting: nothing is merged, the conflict is
+kept as an artifact, and the parent (the root task, for a planned task) is blocked, so
+the session ends failed and says why. A failed task's worktree is removed, its change
+kept as an artifact.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
+from keel.blackboard import Actor
 from keel.errors import ModelError, PlanError
 from keel.events import kinds
 from keel.guardrails import Policy, approvals, grants
@@ -46,16 +58,30 @@ from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
 from keel.tools import Tool, ToolContext, ToolExecutor, ToolOutcome
+from keel.tools.blackboard import BLACKBOARD_TOOL_NAMES
 from keel.tools.orchestration import ORCHESTRATION_TOOLS
-from keel.types import AgentDefinition, Budget, JsonObject, Session, SessionStatus, TaskStatus
-from keel.workspace.model import Workspace
-from keel.workspace.snapshots import snapshot
+from keel.types import (
+    AgentDefinition,
+    ArtifactType,
+    Budget,
+    JsonObject,
+    MemoryScope,
+    Session,
+    SessionStatus,
+    TaskStatus,
+)
+from keel.workspace.errors import WorkspaceError
+from keel.workspace.model import Workspace, WorkspaceKind
+from keel.workspace.snapshots import final_patch, snapshot
+from keel.workspace.worktrees import WorkspaceManager
 
 PLANNER_ROLE = "planner"
 REVIEWER_ROLE = "reviewer"
 MAX_BAD_TURNS = 3
 
 WORKSPACE_NOTE = "You work in a workspace directory; tool paths are relative to its root."
+RECORD_TOOLS = ORCHESTRATION_TOOLS | BLACKBOARD_TOOL_NAMES
+"""Tools that change Keel's records, not files: an agent with only these does not write."""
 
 
 def _subject(tool: str, arguments: JsonObject) -> str:
@@ -86,7 +112,10 @@ class TeamFlow(Flow[TeamState]):
         approval_wait_s: float = 3600.0,
         policy: Policy | None = None,
         snapshots: Workspace | None = None,
+        workspaces: WorkspaceManager | None = None,
     ) -> None:
+        """`snapshots` is the session's workspace; with `workspaces` as well (and a
+        worktree for the session), writing tasks get worktrees of their own."""
         self.session = session
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
@@ -103,6 +132,9 @@ class TeamFlow(Flow[TeamState]):
         self._executors: dict[str, ToolExecutor] = {}
         self.workspace = workspace
         self.task_budget = task_budget
+        self.workspaces = workspaces
+        self._task_workspaces: dict[str, Workspace] = {}
+        self._worktree_lock = asyncio.Lock()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -135,10 +167,62 @@ class TeamFlow(Flow[TeamState]):
             )
         return self._executors[agent.name]
 
-    def _context(self, agent: AgentDefinition, task_id: str) -> ToolContext:
-        workspace = self.workspace or Path.cwd()
+    def _context(self, agent: AgentDefinition, task_id: str, workspace: Path) -> ToolContext:
         network = grants(agent.permissions, "network:external")
         return ToolContext(workspace, self.session.id, task_id, agent.name, network=network)
+
+    # -- task worktrees ----------------------------------------------------------------------
+
+    @property
+    def task_worktrees(self) -> bool:
+        """Whether writing tasks get worktrees of their own: on a session worktree, with a
+        manager to make them (a plain directory has no branches to merge)."""
+        return (
+            self.workspaces is not None
+            and self.snapshots is not None
+            and self.snapshots.kind is WorkspaceKind.WORKTREE
+        )
+
+    def _writes(self, agent: AgentDefinition) -> bool:
+        """Whether the agent can change files: it has a tool that is not read-only, other
+        than the orchestration and blackboard tools (they change Keel's records only)."""
+        return any(
+            not tool.read_only and name not in RECORD_TOOLS
+            for name, tool in self._executor(agent).tools.items()
+        )
+
+    async def _workspace_of(
+        self, state: TeamState, task_id: str, *, open_own: bool = False
+    ) -> Workspace | None:
+        """Where a task works: its own worktree (opened, with `open_own`, when its agent
+        writes), else its parent's workspace, up to the session's."""
+        if not self.task_worktrees or task_id == state.root_task_id:
+            return self.snapshots
+        parent = await self._workspace_of(state, state.parents.get(task_id, state.root_task_id))
+        writes = open_own and self._writes(self.agents[state.assigned[task_id]])
+        if task_id not in state.worktrees and not writes:
+            return parent
+        assert parent is not None
+        assert self.workspaces is not None
+        async with self._worktree_lock:
+            if task_id not in self._task_workspaces:
+                # The same worktree after a crash: its path and branch are the task's id.
+                opened = await self.workspaces.open_task(parent, task_id)
+                self._task_workspaces[task_id] = opened
+        return self._task_workspaces[task_id]
+
+    def _note_opened(
+        self, unit: Unit, state: TeamState, task_id: str, workspace: Workspace | None
+    ) -> JsonObject:
+        """The result's record of a worktree the task opened in this node (empty if none)."""
+        if workspace is None or workspace.task_id != task_id or task_id in state.worktrees:
+            return {}
+        opened: JsonObject = {"path": str(workspace.root), "branch": workspace.branch}
+        parent_id = state.parents.get(task_id, state.root_task_id)
+        unit.emit(
+            kinds.WORKSPACE_TASK_OPENED, {**opened, "parentTaskId": parent_id}, task_id=task_id
+        )
+        return {"worktree": opened}
 
     def _opening(self, state: TeamState, task_id: str) -> list[Message]:
         agent = self.agents[state.assigned[task_id]]
@@ -187,15 +271,25 @@ class TeamFlow(Flow[TeamState]):
     def ready(self, state: TeamState, running: Collection[str]) -> list[Node]:
         if not state.planned:
             return [] if "plan" in running else [Node("plan", "plan", state.root_task_id)]
-        if state.error is not None and self.fail_fast:
-            return []
         busy = {node_id.split(":")[1] for node_id in running if node_id.count(":") >= 2}
+        # A merge finishes work already done: it runs even when nothing new may start.
+        nodes = [
+            Node(f"merge:{t}:{state.parents.get(t, state.root_task_id)}", "merge", t)
+            for t in state.merging
+            if t not in busy
+        ]
+        if state.error is not None and self.fail_fast:
+            return nodes
+        root_blocked = state.root_task_id in state.blocked
         workers_done = all(t in state.finished for t in state.order if t not in state.reviews)
-        nodes: list[Node] = []
         for task_id in state.order:
-            if task_id in state.finished or task_id in busy:
+            if task_id in state.finished or task_id in busy or task_id in state.merging:
+                continue
+            if task_id in state.blocked:
                 continue
             run = state.runs.get(task_id)
+            if root_blocked and run is None and task_id not in state.parents:
+                continue  # the session is blocked: no planned task starts; started ones end
             if run is not None and (run.waiting or run.awaiting):
                 continue
             if task_id in state.reviews:
@@ -238,8 +332,12 @@ class TeamFlow(Flow[TeamState]):
                 result = {"error": str(error)}
         elif node.kind == "model":
             result = await self._model_turn(node, state, unit)
+        elif node.kind == "merge":
+            result = await self._merge(node, state, unit)
         else:
             result = await self._tool_batch(node, state, unit)
+        if "error" in result and node.task_id is not None:
+            await self._discard(unit, state, node.task_id)
         result.setdefault("elapsedMs", round((time.perf_counter() - started) * 1000, 3))
         return result
 
@@ -347,6 +445,11 @@ class TeamFlow(Flow[TeamState]):
             return self._reduce_plan(state, result, elapsed)
         assert node.task_id is not None
         task_id = node.task_id
+        if node.kind == "merge":
+            return self._reduce_merge(state, task_id, result, elapsed)
+        if "worktree" in result:
+            worktrees = {**state.worktrees, task_id: result["worktree"]["path"]}
+            state = state.model_copy(update={"worktrees": worktrees})
         agent = state.assigned[task_id]
         run = state.runs.get(task_id) or TaskRun(messages=self._opening(state, task_id))
         usage = Usage.model_validate(result.get("usage", {}))
@@ -401,6 +504,9 @@ class TeamFlow(Flow[TeamState]):
         if result.get("done"):
             runs.pop(task_id)
             text = result["message"]["content"]
+            if task_id in state.worktrees:  # finished once its change is merged back
+                update["merging"] = {**state.merging, task_id: text}
+                return state.model_copy(update=update)
             update["outputs"] = {**state.outputs, task_id: text}
             update["finished"] = [*state.finished, task_id]
             return answer_parent(state.model_copy(update=update), task_id, text)
@@ -429,19 +535,32 @@ class TeamFlow(Flow[TeamState]):
             "usageByTask": {t: u.model_dump() for t, u in state.task_usage.items()},
             "activeMs": round(state.elapsed_ms, 1),
         }
-        if state.error is not None:
-            error = state.error
-            unfinished = [t for t in state.order if t not in state.finished]
+        if state.error is not None or state.blocked:
+            reasons = [state.error] if state.error is not None else []
+            for task_id, why in state.blocked.items():
+                blocked = "the session" if task_id == root_id else f"task {task_id}"
+                reasons.append(f"{blocked} is blocked: {why}")
+            error = "; ".join(reasons)
+            unfinished = [
+                t
+                for t in state.order
+                if t not in state.finished and t not in state.blocked and t not in state.merging
+            ]
+            root_stays = root_id in state.blocked  # blocked, for a person to look at
 
             def fail(tx: Tx) -> None:
                 for task_id in unfinished:
                     TaskRegistry.transition_in(
                         tx, run_id, task_id, TaskStatus.CANCELLED, reason="the session failed"
                     )
-                TaskRegistry.transition_in(tx, run_id, root_id, TaskStatus.FAILED, reason=error)
+                if not root_stays:
+                    TaskRegistry.transition_in(tx, run_id, root_id, TaskStatus.FAILED, reason=error)
 
             unit.do(fail)
-            return Outcome(SessionStatus.FAILED, None, {"reason": error, **summary})
+            failed: JsonObject = {"reason": error, **summary}
+            if state.blocked:
+                failed["blocked"] = dict(state.blocked)
+            return Outcome(SessionStatus.FAILED, None, failed)
         reviewed = [t for t in state.reviews if t in state.outputs]
         if reviewed:
             answer = state.outputs[reviewed[-1]]
@@ -463,7 +582,9 @@ class TeamFlow(Flow[TeamState]):
     def cancel(
         self, state: TeamState, task_ids: Collection[str] | None, unit: Unit
     ) -> tuple[TeamState, set[str]]:
-        unfinished = [t for t in state.order if t not in state.finished]
+        # A task waiting for its merge is done: its merge runs on unless the whole session
+        # stops, and then its worktree is left, unmerged, until the session is deleted.
+        unfinished = [t for t in state.order if t not in state.finished and t not in state.merging]
         if task_ids is None:
             chosen = set(unfinished)
         else:
@@ -587,17 +708,31 @@ class TeamFlow(Flow[TeamState]):
     async def _tool_batch(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
         task_id = node.task_id
         assert task_id is not None
+        try:
+            workspace = await self._workspace_of(state, task_id, open_own=True)
+        except WorkspaceError as error:
+            reason = f"its worktree could not be opened: {error}"
+            return {"outcomes": [], **self._fail_task(unit, state, task_id, reason)}
+        opened = self._note_opened(unit, state, task_id, workspace)
+        return {**await self._calls(state, task_id, unit, workspace), **opened}
+
+    async def _calls(
+        self, state: TeamState, task_id: str, unit: Unit, workspace: Workspace | None
+    ) -> JsonObject:
+        """Run the task's next batch of tool calls in `workspace` (None: the directory given,
+        without snapshots)."""
         agent = self.agents[state.assigned[task_id]]
         executor = self._executor(agent)
         batch: list[ToolCall] = next_batch(state.runs[task_id].pending, executor)
         if batch[0].name in ORCHESTRATION_TOOLS and executor.tool(batch[0].name) is not None:
             return self._orchestrate(state, agent, batch[0], unit, task_id)
+        path = workspace.path if workspace is not None else self.workspace or Path.cwd()
         run = state.runs[task_id]
         answers = dict(run.approved)
         for call in batch:
             if call.id in answers:
                 continue
-            decision = executor.decide(agent, call)
+            decision = executor.decide(agent, call, workspace=path)
             if decision is None or decision.verdict != "ask":
                 continue
             if any(
@@ -615,13 +750,13 @@ class TeamFlow(Flow[TeamState]):
         writes = any(
             (tool := executor.tool(c.name)) is not None and not tool.read_only for c in runnable
         )
+        names = ", ".join(c.name for c in runnable)
         if writes:
-            await self._snapshot(unit, task_id, f"before {', '.join(c.name for c in runnable)}")
-        outcomes = await run_tools(
-            executor, agent, runnable, self._context(agent, task_id), unit, answers
-        )
+            await self._snapshot(unit, workspace, task_id, f"before {names}")
+        context = self._context(agent, task_id, path)
+        outcomes = await run_tools(executor, agent, runnable, context, unit, answers)
         if writes:
-            await self._snapshot(unit, task_id, f"after {', '.join(c.name for c in runnable)}")
+            await self._snapshot(unit, workspace, task_id, f"after {names}")
         for call in refused:
             message = "error: not run: a person denied this call; do not retry it as is"
             outcomes.append(ToolOutcome(call.id, call.name, message, False, 0.0))
@@ -635,11 +770,13 @@ class TeamFlow(Flow[TeamState]):
         outcomes.sort(key=lambda outcome: order[outcome.call_id])
         return {"outcomes": [outcome.to_json() for outcome in outcomes]}
 
-    async def _snapshot(self, unit: Unit, task_id: str, label: str) -> None:
+    async def _snapshot(
+        self, unit: Unit, workspace: Workspace | None, task_id: str, label: str
+    ) -> None:
         """Record the workspace's files (a no-op when nothing changed since the last)."""
-        if self.snapshots is None:
+        if workspace is None:
             return
-        taken = await snapshot(self.snapshots, label)
+        taken = await snapshot(workspace, label)
         payload: JsonObject = {
             "number": taken.number,
             "commit": taken.short,
@@ -647,6 +784,120 @@ class TeamFlow(Flow[TeamState]):
             "filesChanged": taken.files_changed,
         }
         unit.emit(kinds.WORKSPACE_SNAPSHOT, payload, task_id=task_id)
+
+    async def _merge(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
+        """Merge a finished task's worktree into its parent's workspace, once. A conflict,
+        or a merge that fails, merges nothing and blocks the parent."""
+        task_id = node.task_id
+        assert task_id is not None
+        assert self.workspaces is not None
+        parent_id = state.parents.get(task_id, state.root_task_id)
+        branch = f"keel/{self.session.id}.{task_id}"
+        payload: JsonObject = {"into": parent_id}
+        try:
+            parent = await self._workspace_of(state, parent_id)
+            assert parent is not None
+            # Shielded: a cancellation must not leave the parent's files half merged.
+            merged = await asyncio.shield(self.workspaces.merge_task(parent, task_id))
+        except WorkspaceError as error:
+            reason = f"the change of task {task_id} could not be merged back: {error}"
+            return self._block(unit, task_id, reason, {**payload, "branch": branch})
+        payload.update(files=list(merged.files), taskCommit=merged.task_commit)
+        if merged.snapshot is not None:
+            payload["snapshot"] = merged.snapshot.number
+        if merged.merged:
+            self._task_workspaces.pop(task_id, None)
+            unit.emit(kinds.WORKSPACE_MERGED, payload, task_id=task_id)
+            return {"merge": {"merged": True, **payload}}
+        payload.update(branch=branch, worktree=state.worktrees.get(task_id, ""))
+        whose = "the session's" if parent_id == state.root_task_id else f"task {parent_id}'s"
+        reason = (
+            f"the change of task {task_id} conflicts with {whose} files in "
+            f"{', '.join(merged.files)}; nothing was merged"
+        )
+        artifact = await self._keep(
+            unit,
+            parent_id,
+            f"merge-conflict-{task_id}.patch",
+            f"{reason}.\nThe task's work: branch {branch}, worktree {payload['worktree']}.\n"
+            f"Both sides, from {whose} files to the merge with conflict markers:\n\n"
+            f"{merged.conflict}",
+        )
+        if artifact is not None:
+            payload["artifactId"] = artifact
+            reason += f"; the conflict is artifact {artifact}"
+        return self._block(unit, task_id, f"{reason}; the task's work is on {branch}", payload)
+
+    def _block(self, unit: Unit, task_id: str, reason: str, payload: JsonObject) -> JsonObject:
+        """Block the task the merge of `task_id` was for; return the merge node's result."""
+        run_id, blocked = unit.run_id, str(payload["into"])
+
+        def block(tx: Tx) -> None:
+            if TaskRegistry.get_in(tx, blocked).status is TaskStatus.RUNNING:
+                TaskRegistry.transition_in(tx, run_id, blocked, TaskStatus.BLOCKED, reason=reason)
+
+        unit.do(block)
+        unit.emit(kinds.WORKSPACE_MERGE_CONFLICT, {**payload, "reason": reason}, task_id=task_id)
+        return {"merge": {"merged": False, **payload, "reason": reason}}
+
+    async def _keep(self, unit: Unit, task_id: str, name: str, text: str) -> str | None:
+        """Keep `text` as the session's artifact `name`, linked to the task, once (a node
+        run again after a crash finds it); its id, or None without a blackboard."""
+        if self.blackboard is None:
+            return None
+        store = self.blackboard.artifacts
+        for found in await store.list(session_id=self.session.id):
+            if found.name == name:
+                return found.id
+        actor = Actor("keel", self.session.id, unit.run_id, MemoryScope.SESSION, task_id=task_id)
+        kept = await store.put(text.encode(), name=name, type=ArtifactType.CODE, actor=actor)
+        return kept.id
+
+    async def _discard(self, unit: Unit, state: TeamState, task_id: str) -> None:
+        """Remove a failed task's worktree, unmerged; its change is kept as an artifact."""
+        if task_id not in state.worktrees and task_id not in self._task_workspaces:
+            return
+        assert self.workspaces is not None
+        payload: JsonObject = {}
+        try:
+            child = self._task_workspaces.pop(task_id, None)
+            if child is None:
+                parent_id = state.parents.get(task_id, state.root_task_id)
+                parent = await self._workspace_of(state, parent_id)
+                assert parent is not None
+                child = await self.workspaces.find_task(parent, task_id)
+            if child is None:
+                return
+            payload.update(path=str(child.root), branch=child.branch)
+            patch = await final_patch(child)
+            if patch.strip():
+                artifact = await self._keep(unit, task_id, f"task-{task_id}.patch", patch)
+                if artifact is not None:
+                    payload["artifactId"] = artifact
+            await self.workspaces.discard_task(child)
+        except WorkspaceError:
+            return  # what is left goes with the session (`keel delete`, prune)
+        unit.emit(kinds.WORKSPACE_TASK_DISCARDED, payload, task_id=task_id)
+
+    def _reduce_merge(
+        self, state: TeamState, task_id: str, result: JsonObject, elapsed: float
+    ) -> TeamState:
+        """The task is finished: merged, it answers as any task does; not merged, its
+        parent is blocked and told why."""
+        merge = result["merge"]
+        text = state.merging.get(task_id, "")
+        update: dict[str, object] = {
+            "merging": {t: answer for t, answer in state.merging.items() if t != task_id},
+            "finished": [*state.finished, task_id],
+            "elapsed_ms": state.elapsed_ms + elapsed,
+        }
+        if merge["merged"]:
+            update["outputs"] = {**state.outputs, task_id: text}
+            return answer_parent(state.model_copy(update=update), task_id, text)
+        into, reason = str(merge["into"]), str(merge["reason"])
+        earlier = state.blocked.get(into)
+        update["blocked"] = {**state.blocked, into: f"{earlier}; {reason}" if earlier else reason}
+        return answer_parent(state.model_copy(update=update), task_id, f"error: {reason}")
 
     def _orchestrate(
         self, state: TeamState, agent: AgentDefinition, call: ToolCall, unit: Unit, task_id: str

@@ -1,5 +1,6 @@
 """The checkpointed state of a team session: the plan, where each task stands, the
-conversation of the task in progress, and what has been spent."""
+conversation of the task in progress, the tasks' worktrees and their merges, and what has
+been spent."""
 
 from __future__ import annotations
 
@@ -57,6 +58,20 @@ class TeamState(BaseModel):
     remembered: list[Remembered] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
     runs: dict[str, TaskRun] = Field(default_factory=dict)
+    worktrees: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task -> the worktree of its own (its agent writes), by path.",
+    )
+    merging: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task -> its answer: the agent finished; its worktree waits to be merged "
+        "into its parent's workspace.",
+    )
+    blocked: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task -> why it is blocked: a sub-task's change conflicts with its files "
+        "(the root task's, for a planned task).",
+    )
     agent_usage: dict[str, Usage] = Field(default_factory=dict)
     task_usage: dict[str, Usage] = Field(default_factory=dict)
     elapsed_ms: float = 0.0

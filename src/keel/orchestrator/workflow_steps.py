@@ -103,8 +103,10 @@ class StepRunner:
         stop = self.stop(step.id)
         own = task_id == step.task_id
         if own and not step.begun and step.delay_s > 0 and not step.stopping:
+            # the retry's backoff (asyncio.timeout: wait_for can swallow a cancellation)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), step.delay_s)  # the retry's backoff
+                async with asyncio.timeout(step.delay_s):
+                    await stop.wait()
         if step.stopping or stop.is_set():
             return self._stopped(task_id, step.stopping or "its fan-out failed", unit)
         limit = self._time_left(step, state) if own else None

@@ -2,7 +2,10 @@
 the status, a detail that says what to do, and for bad input the fields that were wrong.
 
 Keel's own errors map to the status a client can act on; anything else is a 500 whose
-detail does not leak internals (the traceback goes to the server log).
+detail does not leak internals (the traceback goes to the server log). The OpenAPI
+document lists the problems each operation may answer with: those that follow from its
+shape (401, 404, 400, 422) are added to every operation, the others each route declares
+(`responses(409)`).
 """
 
 from __future__ import annotations
@@ -12,18 +15,24 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import Field
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.errors import (
     ConfigError,
+    DuplicateAgent,
     IllegalTransition,
     KeelError,
     NotFound,
     SessionNotResumable,
+    StoreError,
     UnknownAgent,
     ValidationFailed,
 )
+from keel.types import KeelModel
 
 log = logging.getLogger("keel.server")
 
@@ -36,6 +45,8 @@ _STATUS: list[tuple[type[KeelError], int]] = [
     (IllegalTransition, 409),
     (SessionNotResumable, 409),
     (ConfigError, 422),
+    (DuplicateAgent, 422),
+    (StoreError, 503),
 ]
 
 _TITLES = {
@@ -50,7 +61,79 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Invalid input",
     500: "Internal server error",
+    503: "Service unavailable",
 }
+
+
+class ProblemField(KeelModel):
+    field: str = Field(description="Where the bad value is: `body.goal`, `query.limit`, ...")
+    message: str
+
+
+class Problem(KeelModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong and what to do about it.")
+    errors: list[ProblemField] | None = Field(
+        default=None, description="For invalid input: each field that was wrong."
+    )
+
+
+_SCHEMA_REF = "#/components/schemas/Problem"
+
+
+def _answer(status: int) -> dict[str, Any]:
+    return {"description": _TITLES[status], "content": {PROBLEM: {"schema": {"$ref": _SCHEMA_REF}}}}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entries of the problems a route answers with besides those every route
+    of its kind does (see `_document`): 403, 409, 503."""
+    return {status: _answer(status) for status in statuses}
+
+
+def _document(document: dict[str, Any]) -> None:
+    """Put the problems that follow from an operation's shape in its responses: 401 where
+    it takes a token, 404 where a path parameter names a record, 400 (a body that is not
+    JSON) and 422 where it takes input; and make FastAPI's 422 a problem document."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            answers: dict[str, Any] = operation["responses"]
+            implied = [401] if operation.get("security") else []
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                implied.append(404)
+            if "requestBody" in operation:
+                implied += [400, 422]
+            if "422" in answers:
+                answers["422"] = _answer(422)
+            for status in implied:
+                answers.setdefault(str(status), _answer(status))
+    _, definitions = models_json_schema(
+        [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(definitions.get("$defs", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with every problem a route may answer with."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        _document(document)
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 class ApiProblem(Exception):
@@ -82,7 +165,7 @@ def status_of(error: KeelError) -> int:
 
 
 def install(app: FastAPI) -> None:
-    """Answer every error as a problem document."""
+    """Answer every error as a problem document, and document them in the OpenAPI."""
 
     async def keel_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, KeelError)
@@ -126,3 +209,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, crash)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

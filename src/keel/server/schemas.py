@@ -24,6 +24,10 @@ from keel.types import (
 )
 
 MAX_GOAL = 20_000
+MAX_SEQ = 2**63 - 1
+"""The largest event sequence number the store can hold (a BIGINT)."""
+MAX_VERSION = 2**31 - 1
+"""The largest agent version the store can hold (an INTEGER)."""
 
 
 class CreateSession(KeelModel):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from keel.errors import SessionNotFound
 from keel.orchestrator import Keel
@@ -44,6 +45,10 @@ def server_state(request: Request) -> ServerState:
 State = Annotated[ServerState, Depends(server_state)]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="keel"'}
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API token: `keel token create USER` prints one (an admin's: `--admin`).",
+)
 
 
 async def authenticate(request: Request, state: State) -> Caller:
@@ -62,7 +67,16 @@ async def authenticate(request: Request, state: State) -> Caller:
     return caller
 
 
-CallerDep = Annotated[Caller, Depends(authenticate)]
+async def _caller(
+    request: Request,
+    state: State,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> Caller:
+    """`authenticate` as a dependency; `_BEARER` only puts the scheme in the OpenAPI."""
+    return await authenticate(request, state)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
 
 
 async def require_admin(caller: CallerDep) -> Caller:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from keel.errors import ConfigError
-from keel.store.engine import Engine, Row, Tx
+from keel.store.engine import Engine, Row, Subscriber, Tx
 from keel.store.migrations import migrate
 from keel.store.sqlite import SqliteEngine
 
-__all__ = ["Engine", "Row", "SqliteEngine", "Tx", "migrate", "open_engine"]
+__all__ = ["Engine", "Row", "SqliteEngine", "Subscriber", "Tx", "migrate", "open_engine"]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

@@ -4,6 +4,12 @@ Modules above the store (events, registry, orchestrator) own their SQL and hand 
 a plain function that receives a `Tx`. The engine runs it inside one transaction on a
 thread of its own, so the asyncio loop never blocks on the database. SQL uses `?`
 placeholders and portable types; an engine translates what its driver needs.
+
+Signals. A transaction may ask to signal a channel once it commits (`Tx.notify`), and a
+process may `Engine.subscribe` to a channel to hear the signals of every process that shares
+the store. This is optional: an engine that cannot signal across processes (SQLite) drops
+them and never calls back. A signal is a hint that something changed, never the change
+itself: it may be lost, so a subscriber reads the store when woken, and still polls.
 """
 
 from __future__ import annotations
@@ -35,8 +41,22 @@ class Tx(Protocol):
         it ends. Take it before reading what the transaction will change."""
         ...
 
+    def notify(self, channel: str, payload: str) -> None:
+        """Signal `channel` with `payload` after this transaction commits (never if it rolls
+        back). Signals repeated in one transaction are sent once; an engine without
+        cross-process signals ignores them."""
+        ...
+
 
 Work = Callable[[Tx], T]
+
+Subscriber = Callable[[str | None], None]
+"""Called on the subscribing event loop with a signal's payload, or with None when signals
+may have been missed (the engine's listener reconnected): then look at everything."""
+
+
+def _no_subscription() -> None:
+    """The end of a subscription that never delivers anything."""
 
 
 class Engine(ABC):
@@ -56,6 +76,12 @@ class Engine(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    def subscribe(self, channel: str, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback` on the running event loop whenever a transaction of any process
+        that shares this store commits a `Tx.notify(channel, ...)`; return the function that
+        ends the subscription. The default delivers nothing: subscribers poll."""
+        return _no_subscription
 
     @abstractmethod
     def size_bytes(self) -> int:

@@ -23,6 +23,10 @@ with `call_soon_threadsafe`. The loop never waits on the database.
 * **Reads** run in a REPEATABLE READ READ ONLY transaction on their own connections: one
   consistent snapshot for the whole work function, and no way to write.
 
+Signals. `Tx.notify` and `subscribe` are PostgreSQL's LISTEN/NOTIFY, over one more
+connection per engine (see `postgres_signals.py`); a write's signals are sent after it
+commits.
+
 Failures. A deadlock or serialisation failure rolls back and re-runs the work function
 (it is a pure function of its `Tx`) a few times. A connection that is lost before the
 commit was sent is replaced and the work re-run; one lost during the commit is a
@@ -54,7 +58,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from keel.errors import ConfigError, StoreError
-from keel.store.engine import Engine, Params, Row, T, Work
+from keel.store.engine import Engine, Params, Row, Subscriber, T, Work
+from keel.store.postgres_signals import Signals
 
 Connection = psycopg.Connection[TupleRow]
 Cursor = psycopg.Cursor[TupleRow]
@@ -63,6 +68,7 @@ _ATTEMPTS = 5
 _BACKOFF_S = 0.01
 _CONNECT_TIMEOUT_S = 10
 _APPLICATION_NAME = "keel"
+_SIGNALS_USER_TIMEOUT_MS = 30_000
 _RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected)
 # Advisory locks are per database: the schema in the key keeps stores apart.
 _LOCK = (
@@ -95,10 +101,11 @@ def _pyformat(statement: str) -> str:
 
 
 class _PostgresTx:
-    __slots__ = ("_cursor",)
+    __slots__ = ("_cursor", "signals")
 
     def __init__(self, cursor: Cursor) -> None:
         self._cursor = cursor
+        self.signals: dict[tuple[str, str], None] = {}
 
     def execute(self, sql: str, params: Params = ()) -> int:
         self._cursor.execute(_pyformat(sql), params)
@@ -115,6 +122,9 @@ class _PostgresTx:
 
     def lock(self, key: str) -> None:
         self._cursor.execute(_LOCK, (key,))
+
+    def notify(self, channel: str, payload: str) -> None:
+        self.signals[channel, payload] = None
 
 
 def _split_url(url: str) -> tuple[str, str | None]:
@@ -236,9 +246,16 @@ class PostgresEngine(Engine):
             self._connect_options["connect_timeout"] = _CONNECT_TIMEOUT_S
         if "application_name" not in params:
             self._connect_options["application_name"] = _APPLICATION_NAME
+        self._signals_options = {
+            **self._connect_options,
+            "application_name": f"{params.get('application_name') or _APPLICATION_NAME}:signals",
+        }
+        if "tcp_user_timeout" not in params:  # a ping to a vanished server fails, not hangs
+            self._signals_options["tcp_user_timeout"] = _SIGNALS_USER_TIMEOUT_MS
         self._schema_ready = self.schema is None
         self._writers = _Pool(pool_size, "keel-pg-writer", lambda: self._connect(write=True))
         self._readers = _Pool(pool_size, "keel-pg-reader", lambda: self._connect(write=False))
+        self._signals = Signals(self._connect_signals, self.where, self.schema)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -262,6 +279,17 @@ class PostgresEngine(Engine):
             else:
                 conn.isolation_level = IsolationLevel.REPEATABLE_READ
                 conn.read_only = True
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect_signals(self) -> Connection:
+        """The connection that sends and listens for notifications: no schema (channels
+        are per database), no transactions, no waiting for the disk to confirm a signal."""
+        conn = psycopg.connect(self._conninfo, autocommit=True, **self._signals_options)
+        try:
+            conn.execute("SET synchronous_commit = off")
         except BaseException:
             conn.close()
             raise
@@ -298,9 +326,12 @@ class PostgresEngine(Engine):
             committing = False
             try:
                 with conn.cursor() as cursor:
-                    result = work(_PostgresTx(cursor))
+                    tx = _PostgresTx(cursor)
+                    result = work(tx)
                 committing = True
                 conn.commit()
+                if tx.signals:
+                    self._signals.send(tx.signals)
                 return result
             except _RETRYABLE as error:
                 _rollback(conn)
@@ -354,12 +385,16 @@ class PostgresEngine(Engine):
     async def read(self, work: Work[T]) -> T:
         return await self._readers.run(lambda: self._read_job(work))
 
+    def subscribe(self, channel: str, callback: Subscriber) -> Callable[[], None]:
+        return self._signals.subscribe(channel, asyncio.get_running_loop(), callback)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._stop)
 
     def _stop(self) -> None:
         self._readers.close()
         self._writers.close()
+        self._signals.close()  # after the writers: it sends their last signals
 
     def size_bytes(self) -> int:
         with self._connect(write=False) as conn:

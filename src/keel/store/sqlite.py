@@ -54,6 +54,9 @@ class _SqliteTx:
     def lock(self, key: str) -> None:
         """Nothing to do: SQLite writers are already serialised."""
 
+    def notify(self, channel: str, payload: str) -> None:
+        """Nothing to do: SQLite has no cross-process signals; other processes poll."""
+
 
 @dataclass(slots=True)
 class _Job:

@@ -1,5 +1,6 @@
 """The file tools: read, write, edit (exact replacement), list, glob and grep, all confined
-to the workspace."""
+to the workspace. When an editor drives the session (`editor_fs`), the content of reads and
+writes goes through the editor; the path checks stay here."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from keel.tools.base import ToolContext, ToolError, TypedTool
+from keel.tools.editor_fs import editor_reading, editor_writing
 from keel.tools.paths import relative, resolve_inside, workspace_root
 
 MAX_READ_BYTES = 256 * 1024
@@ -19,18 +21,50 @@ MAX_MATCHES = 200
 SKIPPED_DIRS = frozenset({".git", ".venv", "node_modules", "__pycache__", ".keel"})
 
 
-def _text(path: Path, shown: str) -> str:
-    if not path.exists():
-        raise ToolError(f"'{shown}' does not exist")
+def _check_not_dir(path: Path, shown: str) -> None:
     if path.is_dir():
         raise ToolError(f"'{shown}' is a directory; use list_dir")
-    data = path.read_bytes()[: MAX_READ_BYTES + 1]
-    if b"\0" in data[:8192]:
-        raise ToolError(f"'{shown}' is a binary file")
+
+
+def _check_file(path: Path, shown: str) -> None:
+    if not path.exists():
+        raise ToolError(f"'{shown}' does not exist")
+    _check_not_dir(path, shown)
+
+
+def _cut(data: bytes, shown: str) -> str:
     text = data[:MAX_READ_BYTES].decode("utf-8", errors="replace")
     if len(data) > MAX_READ_BYTES:
         text += f"\n[cut: only the first {MAX_READ_BYTES} bytes of '{shown}' are shown]"
     return text
+
+
+def _text(path: Path, shown: str) -> str:
+    _check_file(path, shown)
+    data = path.read_bytes()[: MAX_READ_BYTES + 1]
+    if b"\0" in data[:8192]:
+        raise ToolError(f"'{shown}' is a binary file")
+    return _cut(data, shown)
+
+
+async def _read(path: Path, shown: str) -> str:
+    """The text of a file: from the editor when one drives the session, else the disk."""
+    editor = editor_reading()
+    if editor is None:
+        return await asyncio.to_thread(_text, path, shown)
+    # The editor may hold a file not saved yet: it says itself when there is none.
+    await asyncio.to_thread(_check_not_dir, path, shown)
+    return _cut((await editor.read_text(path)).encode(), shown)
+
+
+async def _write(path: Path, content: str) -> None:
+    """Write a file: through the editor when one drives the session, else to the disk."""
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    editor = editor_writing()
+    if editor is None:
+        await asyncio.to_thread(path.write_text, content, encoding="utf-8")
+    else:
+        await editor.write_text(path, content)
 
 
 def _walk(root: Path) -> list[Path]:
@@ -57,7 +91,7 @@ class ReadFile(TypedTool[ReadFileArgs]):
 
     async def call(self, arguments: ReadFileArgs, context: ToolContext) -> str:
         path = resolve_inside(context.workspace, arguments.path)
-        text = await asyncio.to_thread(_text, path, arguments.path)
+        text = await _read(path, arguments.path)
         lines = text.splitlines()
         start = arguments.offset - 1
         shown = lines[start : start + arguments.limit]
@@ -83,14 +117,8 @@ class WriteFile(TypedTool[WriteFileArgs]):
         path = resolve_inside(context.workspace, arguments.path)
         if path.is_dir():
             raise ToolError(f"'{arguments.path}' is a directory")
-
-        def write() -> bool:
-            existed = path.exists()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(arguments.content, encoding="utf-8")
-            return existed
-
-        existed = await asyncio.to_thread(write)
+        existed = await asyncio.to_thread(path.exists)
+        await _write(path, arguments.content)
         verb = "overwrote" if existed else "created"
         return f"{verb} '{arguments.path}' ({len(arguments.content.encode())} bytes)"
 
@@ -112,22 +140,18 @@ class EditFile(TypedTool[EditFileArgs]):
 
     async def call(self, arguments: EditFileArgs, context: ToolContext) -> str:
         path = resolve_inside(context.workspace, arguments.path)
-
-        def edit() -> str:
-            text = _text(path, arguments.path)
-            count = text.count(arguments.old)
-            if count == 0:
-                raise ToolError(f"the text to replace was not found in '{arguments.path}'")
-            if count > 1:
-                raise ToolError(
-                    f"the text to replace occurs {count} times in '{arguments.path}'; "
-                    "include more surrounding lines so it occurs once"
-                )
-            path.write_text(text.replace(arguments.old, arguments.new, 1), encoding="utf-8")
-            line = text[: text.index(arguments.old)].count("\n") + 1
-            return f"edited '{arguments.path}' at line {line}"
-
-        return await asyncio.to_thread(edit)
+        text = await _read(path, arguments.path)
+        count = text.count(arguments.old)
+        if count == 0:
+            raise ToolError(f"the text to replace was not found in '{arguments.path}'")
+        if count > 1:
+            raise ToolError(
+                f"the text to replace occurs {count} times in '{arguments.path}'; "
+                "include more surrounding lines so it occurs once"
+            )
+        await _write(path, text.replace(arguments.old, arguments.new, 1))
+        line = text[: text.index(arguments.old)].count("\n") + 1
+        return f"edited '{arguments.path}' at line {line}"
 
 
 class ListDirArgs(BaseModel):

@@ -12,6 +12,9 @@ A run that crashes (a bug, a lost database connection) is released with a backof
 claimed again; after `MAX_CLAIMS` claims the session is failed with the last error. A
 user mistake found only at run time (a bad workspace path, a missing SDK) fails the session
 at once with its message: claiming it again would not help.
+
+An idle worker looks for work every `poll_s`, and at once when a session is queued in this
+process or, on PostgreSQL, in any other (a signal on `QUEUE_CHANNEL`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from keel.ids import new_id
 from keel.orchestrator import Keel
 from keel.orchestrator.run_queue import (
     MAX_CLAIMS,
+    QUEUE_CHANNEL,
     Claim,
     LeaseLost,
     check_lease_in,
@@ -93,11 +97,16 @@ class Worker:
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._unsubscribe: Callable[[], None] | None = None
         keel.queue_listeners.append(self.nudge)
 
     def nudge(self) -> None:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
+
+    def _signalled(self, session_id: str | None) -> None:
+        """Another process queued (or handed back) a session, or may have (None)."""
+        self.nudge()
 
     @property
     def running(self) -> list[str]:
@@ -113,8 +122,10 @@ class Worker:
             log.info("worker %s: took back the leases of dead workers %s", self.id, reaped)
         renew_every = self.lease_s / 3
         next_renewal = asyncio.get_running_loop().time() + renew_every
+        self._unsubscribe = engine.subscribe(QUEUE_CHANNEL, self._signalled)
         try:
             while True:
+                self._wake.clear()  # a nudge from now on is for the next look
                 free = self.capacity - len(self._runs)
                 if free > 0:
                     claims = await engine.write(partial(self._claim_in, limit=free))
@@ -124,10 +135,12 @@ class Worker:
                 if now >= next_renewal:
                     await self._renew()
                     next_renewal = now + renew_every
-                self._wake.clear()
                 wait = min(self.poll_s, max(0.0, next_renewal - now))
+                # Not wait_for: on Python 3.11 it swallows a cancellation that arrives as the
+                # wake-up does (a run ending as the worker is stopped), and the worker runs on.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
         finally:
             await asyncio.shield(self._shutdown())
 
@@ -135,6 +148,9 @@ class Worker:
         self._stopping = True
         with contextlib.suppress(ValueError):
             self.keel.queue_listeners.remove(self.nudge)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         runs = dict(self._runs)
         for task in runs.values():
             task.cancel()

@@ -1,7 +1,8 @@
 """`BubblewrapSandbox`: commands run under bubblewrap (`bwrap`), the default on Linux.
 
 Inside the sandbox the host's file system is visible but read-only, except the workspace
-(bound read-write at its own path); `/tmp` is a private tmpfs, `/dev` holds only the
+(bound read-write at its own path); the git directories of a worktree are bound read-only
+so that git reads work there (`git_mounts`); `/tmp` is a private tmpfs, `/dev` holds only the
 harmless devices and `/proc` shows only the sandbox's own processes (a PID namespace).
 There is no network (an empty network namespace) unless it is granted. Every capability
 is dropped, even when Keel runs as root, so nothing inside can remount the file system
@@ -14,13 +15,16 @@ caller passes: Keel's own secrets (API keys) never reach a command.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from keel.workspace._process import memory_limit_argv, probe, run_process
+from keel.workspace.git_mounts import git_mounts
 from keel.workspace.sandbox import MAX_OUTPUT_BYTES, CommandResult, Sandbox, SandboxUnavailable
 
 PROBE_TIMEOUT_S = 10.0
@@ -41,9 +45,15 @@ def _under_tmp(*paths: str) -> list[str]:
 
 
 def isolation_argv(
-    bwrap: str, workspace: Path | None, *, network: bool, memory_mb: int | None = None
+    bwrap: str,
+    workspace: Path | None,
+    *,
+    network: bool,
+    memory_mb: int | None = None,
+    git_dirs: Sequence[Path] = (),
 ) -> list[str]:
-    """The bubblewrap command line up to the command itself."""
+    """The bubblewrap command line up to the command itself; `git_dirs` (see
+    `git_mounts`) are made visible read-only."""
     argv = [
         bwrap,
         "--ro-bind", "/", "/",
@@ -55,8 +65,16 @@ def isolation_argv(
     # that Keel runs from when it lives there (a checkout or a virtual environment in /tmp).
     for needed in _under_tmp(sys.prefix, sys.base_prefix):
         argv += ["--ro-bind", needed, needed]
+    # Git's directories, read-only: `status`, `diff`, `log` and `show` work in a worktree,
+    # and whatever writes objects or refs (`add`, `commit`, `stash`, `branch`) is refused.
+    # Nothing needs those: Keel commits a task's files itself when it merges the task back.
+    # Writable, the common directory would hand a command the user's own branches and
+    # objects (moving `main`, deleting history), which Keel promises never to touch.
+    for git_dir in map(str, git_dirs):
+        argv += ["--ro-bind", git_dir, git_dir]
     if workspace is not None:
-        # After the tmpfs, so that a workspace under /tmp is the host's, not an empty one.
+        # After the tmpfs, so that a workspace under /tmp is the host's, not an empty one;
+        # after git's directories, so that a workspace inside one of them stays writable.
         path = str(workspace.resolve())
         argv += ["--bind", path, path, "--chdir", path]
     argv += ["--unshare-pid", "--unshare-ipc"]
@@ -120,7 +138,10 @@ class BubblewrapSandbox(Sandbox):
         network: bool = False,
         memory_mb: int | None = None,
     ) -> CommandResult:
-        argv = isolation_argv(self.executable, cwd, network=network, memory_mb=memory_mb)
+        git_dirs = await asyncio.to_thread(git_mounts, cwd)
+        argv = isolation_argv(
+            self.executable, cwd, network=network, memory_mb=memory_mb, git_dirs=git_dirs
+        )
         return await run_process(
             [*argv, "/bin/sh", "-c", command],
             cwd=cwd,

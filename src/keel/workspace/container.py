@@ -2,10 +2,11 @@
 
 Each command gets a fresh container of the configured image (a Python slim image unless
 told otherwise): the workspace bind-mounted read-write at its own path and used as the
-working directory, the image's file system read-only, a private `/tmp`, no network
-(`--network none`) unless it is granted, every capability dropped, and limits on memory
-(the container's cgroup, so the whole tree counts) and on the number of processes. The
-container runs as the calling user, so files it writes in the workspace belong to them.
+working directory (a worktree's git directories read-only beside it, as in `bubblewrap`),
+the image's file system read-only, a private `/tmp`, no network (`--network none`)
+unless it is granted, every capability dropped, and limits on memory (the container's
+cgroup, so the whole tree counts) and on the number of processes. The container runs as
+the calling user, so files it writes in the workspace belong to them.
 
 Killing the `docker run` client does not stop its container, so a timeout or a
 cancellation also removes the container by name.
@@ -19,9 +20,11 @@ import functools
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from keel.workspace._process import probe, run_process
+from keel.workspace.git_mounts import git_mounts
 from keel.workspace.sandbox import MAX_OUTPUT_BYTES, CommandResult, Sandbox, SandboxUnavailable
 
 ENGINES = ("docker", "podman")
@@ -82,8 +85,10 @@ class ContainerSandbox(Sandbox):
         network: bool,
         memory_mb: int | None,
         env_names: list[str],
+        git_dirs: Sequence[Path] = (),
     ) -> list[str]:
-        """The `<engine> run` command line up to the command itself."""
+        """The `<engine> run` command line up to the command itself; `git_dirs` (see
+        `git_mounts`) are mounted read-only at their own paths, as bubblewrap binds them."""
         path = workspace.resolve()
         argv = [
             self.executable, "run", "--rm", "--init",
@@ -94,6 +99,11 @@ class ContainerSandbox(Sandbox):
             "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges",
             "--pids-limit", str(self.pids_limit),
+            *(
+                part
+                for needed in git_dirs
+                for part in ("--mount", f"type=bind,source={needed},target={needed},readonly")
+            ),
             "--mount", f"type=bind,source={path},target={path}",
             "--workdir", str(path),
         ]  # fmt: skip
@@ -124,7 +134,12 @@ class ContainerSandbox(Sandbox):
     ) -> CommandResult:
         container = f"keel-{uuid.uuid4().hex[:12]}"
         argv = self.container_argv(
-            container, cwd, network=network, memory_mb=memory_mb, env_names=sorted(env or {})
+            container,
+            cwd,
+            network=network,
+            memory_mb=memory_mb,
+            env_names=sorted(env or {}),
+            git_dirs=await asyncio.to_thread(git_mounts, cwd),
         )
 
         async def remove_container() -> None:

@@ -4,7 +4,9 @@ The merge is computed by `git merge-tree --write-tree` from the parent's files (
 first) and the task's commit, in the object store only: nothing of the parent is touched
 until the merge is known to be clean. A conflict is returned, never written; a clean
 merge is applied to the parent's files under the parent's workspace lock, touching
-nothing else: only the files the merge changes are written.
+nothing else: only the files the merge changes are written. The parent's snapshot of a
+merge is labelled `merge task <id>`: that is how a merge is found again after a crash cut
+short whatever was to record it (`recorded_merge`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from keel.workspace import snapshots
 from keel.workspace.errors import WorkspaceError
 from keel.workspace.model import MergeResult, Workspace
 from keel.workspace.state import workspace_lock
-from keel.workspace.trees import restore_tree
+from keel.workspace.trees import changed_paths, restore_tree
+
+
+def merge_label(task_id: str) -> str:
+    """The label of the parent's snapshot that records merging the task: how a merge that
+    already happened is found again (`recorded_merge`)."""
+    return f"merge task {task_id}"
 
 
 def _messages(fields: list[str]) -> list[str]:
@@ -71,9 +79,23 @@ async def merge_into_parent(child: Workspace, task_commit: str) -> MergeResult:
         merged = await store.record(
             parent,
             tree,
-            f"merge task {task_id}",
+            merge_label(task_id),
             previous=before,
             parents=[task_commit],
             changed=files,
         )
         return MergeResult(task_id, True, tuple(files), merged, task_commit)
+
+
+async def recorded_merge(parent: Workspace, task_id: str) -> MergeResult | None:
+    """The merge of the task into `parent` that a snapshot of the parent records, or None
+    when there is none (never merged, or the merge changed no file of the parent)."""
+    entries = await snapshots.list_snapshots(parent)
+    label = merge_label(task_id)
+    found = next((entry for entry in reversed(entries) if entry.label == label), None)
+    if found is None:
+        return None
+    previous = next(entry for entry in entries if entry.number == found.number - 1)
+    files = await changed_paths(parent, previous.tree, found.tree)
+    task_commit = await parent.repository().out("rev-parse", f"{found.commit}^2")
+    return MergeResult(task_id, True, tuple(files), found, task_commit)

@@ -27,7 +27,7 @@ from keel.workspace import snapshots
 from keel.workspace.errors import WorkspaceError, WorkspaceNotFound
 from keel.workspace.git import Git, require_git
 from keel.workspace.layout import Layout, WorkspaceRecord
-from keel.workspace.merge import merge_into_parent
+from keel.workspace.merge import merge_into_parent, recorded_merge
 from keel.workspace.model import MergeResult, Workspace, WorkspaceKind, check_id
 from keel.workspace.removal import delete_refs, delete_session_refs, remove_worktree
 from keel.workspace.repository import (
@@ -258,15 +258,10 @@ class WorkspaceManager:
     async def open_task(self, parent: Workspace, task_id: str) -> Workspace:
         """A worktree for a sub-task that writes, on `keel/<session>.<task>`, branched from
         a snapshot of the parent's files now. The same one on a second call."""
-        check_id("task", task_id)
-        session_id = parent.session_id
-        root = self.layout.worktree(parent.common_dir, session_id, task_id)
-        branch = f"keel/{session_id}.{task_id}"
-        keel_dir = self.layout.keel_dir(session_id, task_id)
-        if await asyncio.to_thread((root / ".git").is_file):
-            child = await asyncio.to_thread(self._task, parent, task_id, root, branch, keel_dir)
-            if await self._has_start(child):
-                return child
+        found = await self.find_task(parent, task_id)
+        if found is not None:
+            return found
+        root, branch, keel_dir = self._task_places(parent, task_id)
         await self._remove_task(parent, task_id, root, branch)
         async with workspace_lock(parent):
             base = await snapshots.snapshot_locked(parent, f"before task {task_id}")
@@ -277,6 +272,22 @@ class WorkspaceManager:
             child, base.commit, label=f"start: snapshot {base.id} of {parent.name}"
         )
         return _with_notes(child, notes)
+
+    async def find_task(self, parent: Workspace, task_id: str) -> Workspace | None:
+        """The sub-task's worktree when it exists, made to the end; else None."""
+        root, branch, keel_dir = self._task_places(parent, task_id)
+        if not await asyncio.to_thread((root / ".git").is_file):
+            return None
+        child = await asyncio.to_thread(self._task, parent, task_id, root, branch, keel_dir)
+        return child if await self._has_start(child) else None
+
+    def _task_places(self, parent: Workspace, task_id: str) -> tuple[Path, str, Path]:
+        """Where a sub-task's worktree lives, its branch, and Keel's git directory for it:
+        all named by the task's id, so a resumed task finds its worktree again."""
+        check_id("task", task_id)
+        session_id = parent.session_id
+        root = self.layout.worktree(parent.common_dir, session_id, task_id)
+        return root, f"keel/{session_id}.{task_id}", self.layout.keel_dir(session_id, task_id)
 
     def _task(
         self, parent: Workspace, task_id: str, root: Path, branch: str, keel_dir: Path
@@ -326,6 +337,21 @@ class WorkspaceManager:
         if result.merged and remove:
             await self.discard_task(child)
         return result
+
+    async def merge_task(self, parent: Workspace, task_id: str) -> MergeResult:
+        """`merge_back` the task's worktree into `parent`, once: when an earlier call was
+        cut short after its merge was recorded, that merge is returned (and what is left
+        of the worktree removed) instead of a second one. A task without a worktree (it
+        has none, or a merge that changed nothing removed it) merges nothing."""
+        recorded = await recorded_merge(parent, task_id)
+        if recorded is not None:
+            root, branch, _ = self._task_places(parent, task_id)
+            await self._remove_task(parent, task_id, root, branch)
+            return recorded
+        child = await self.find_task(parent, task_id)
+        if child is None:
+            return MergeResult(task_id, True, (), None, "")
+        return await self.merge_back(child)
 
     async def discard_task(self, child: Workspace) -> None:
         """Remove a sub-task's worktree, branch and snapshot refs without merging."""

@@ -8,14 +8,14 @@ from fastapi import APIRouter, Query
 
 from keel.errors import NotFound
 from keel.guardrails.approvals import Approval
-from keel.server.problems import ApiProblem
+from keel.server.problems import ApiProblem, responses
 from keel.server.schemas import AnswerApproval, ApprovalList
 from keel.server.state import CallerDep, State, owned_session
 
 router = APIRouter(prefix="/v1", tags=["approvals"])
 
 
-@router.get("/approvals", response_model=ApprovalList)
+@router.get("/approvals", response_model=ApprovalList, responses=responses(404))
 async def list_approvals(
     state: State,
     caller: CallerDep,
@@ -56,7 +56,7 @@ async def get_approval(approval_id: str, state: State, caller: CallerDep) -> App
     return await _owned(approval_id, state, caller)
 
 
-@router.post("/approvals/{approval_id}", response_model=Approval)
+@router.post("/approvals/{approval_id}", response_model=Approval, responses=responses(409))
 async def answer_approval(
     approval_id: str, body: AnswerApproval, state: State, caller: CallerDep
 ) -> Approval:

@@ -9,9 +9,10 @@ from typing import Annotated
 import yaml
 from fastapi import APIRouter, Query
 
+from keel.errors import UnknownAgent
 from keel.guardrails import Policy
-from keel.server.problems import ApiProblem
-from keel.server.schemas import AgentList, PolicyDocument, RegisterAgents
+from keel.server.problems import ApiProblem, responses
+from keel.server.schemas import MAX_VERSION, AgentList, PolicyDocument, RegisterAgents
 from keel.server.state import AdminDep, CallerDep, State
 from keel.types import AgentDefinition
 
@@ -29,12 +30,15 @@ async def get_agent(
     name: str,
     state: State,
     caller: CallerDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> AgentDefinition:
-    return await state.keel.agents.get(name, version)
+    try:
+        return await state.keel.agents.get(name, version)
+    except UnknownAgent as error:
+        raise ApiProblem(404, str(error)) from None
 
 
-@router.put("/agents", response_model=AgentList)
+@router.put("/agents", response_model=AgentList, responses=responses(403))
 async def register_agents(body: RegisterAgents, state: State, caller: AdminDep) -> AgentList:
     """Register definitions (all or nothing); a changed definition gets a new version,
     sessions keep the versions they started with."""
@@ -58,7 +62,7 @@ def _write_atomically(text: str, state_path: str) -> None:
     os.replace(temporary, state_path)
 
 
-@router.put("/policy", response_model=PolicyDocument)
+@router.put("/policy", response_model=PolicyDocument, responses=responses(403))
 async def put_policy(body: PolicyDocument, state: State, caller: AdminDep) -> PolicyDocument:
     """Replace the server's policy; a bad document is refused and changes nothing.
     Sessions created from now on run under it."""

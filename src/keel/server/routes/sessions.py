@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 
 from keel.registry import build_tree
 from keel.registry.tasks import TaskNode
-from keel.server.problems import ApiProblem
+from keel.server.problems import ApiProblem, responses
 from keel.server.schemas import (
+    MAX_SEQ,
     Accepted,
     CancelRequest,
     CreateSession,
@@ -25,7 +26,7 @@ from keel.server.schemas import (
     TaskTreeNode,
 )
 from keel.server.state import CallerDep, ServerState, SessionDep, State
-from keel.server.streaming import HEARTBEAT_FRAME, sse_frame
+from keel.server.streaming import HEARTBEAT_FRAME
 from keel.server.tokens import Caller
 from keel.types import AgentDefinition, JsonObject, Session, SessionStatus
 
@@ -58,20 +59,26 @@ async def _agents(
     ]
 
 
-def _config(state: ServerState, caller: Caller, given: JsonObject | None) -> JsonObject:
+def api_session_config(state: ServerState, caller: Caller, given: JsonObject | None) -> JsonObject:
     """The session's config as the server allows it: workspaces only under the server's
-    workspace root, and the server's policy unless an admin names another."""
+    workspace root, and the server's policy unless an admin names another.
+
+    A session that names no workspace works in the root itself, as it is (no snapshots):
+    left alone, its tools would work in the server's own directory, outside the root."""
     config = dict(given or {})
     for key in _SERVER_KEYS:
         if key in config:
             raise ApiProblem(422, f"config.{key} is set by the server; remove it")
     if "policy" in config and not caller.admin:
         raise ApiProblem(403, "only an admin token may choose a session's policy file")
+    root = state.workspace_root.resolve()
     workspace = config.get("workspace")
-    if workspace is not None:
-        if not isinstance(workspace, str) or not workspace.strip():
+    if workspace is None:
+        config["workspace"] = str(root)
+        config.setdefault("isolate", False)
+    else:
+        if not isinstance(workspace, str) or not workspace.strip() or "\0" in workspace:
             raise ApiProblem(422, "config.workspace must be a directory path")
-        root = state.workspace_root.resolve()
         path = Path(workspace)
         path = (path if path.is_absolute() else root / path).resolve()
         if path != root and root not in path.parents:
@@ -84,14 +91,14 @@ def _config(state: ServerState, caller: Caller, given: JsonObject | None) -> Jso
     return config
 
 
-@router.post("/sessions", status_code=201, response_model=Session)
+@router.post("/sessions", status_code=201, response_model=Session, responses=responses(403))
 async def create_session(body: CreateSession, state: State, caller: CallerDep) -> Session:
     """Create a session and queue it; a worker runs it (follow its events to watch)."""
     if (body.goal is None) == (body.workflow is None):
         raise ApiProblem(422, "give either a goal (a team session) or a workflow, not both")
     keel = state.keel
     agents = await _agents(state, caller, body.agents)
-    config = _config(state, caller, body.config)
+    config = api_session_config(state, caller, body.config)
     if body.workflow is not None:
         session = await keel.create_workflow_session(
             body.workflow, agents, user_id=caller.user_id, config=config, budget=body.budget
@@ -126,14 +133,19 @@ async def get_session(session: SessionDep) -> Session:
     return session
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
+@router.delete("/sessions/{session_id}", status_code=204, responses=responses(409))
 async def delete_session(session: SessionDep, state: State) -> Response:
     """Delete a session that is not running (cancel it first)."""
     await state.keel.delete_session(session.id)
     return Response(status_code=204)
 
 
-@router.post("/sessions/{session_id}/messages", status_code=201, response_model=MessageSent)
+@router.post(
+    "/sessions/{session_id}/messages",
+    status_code=201,
+    response_model=MessageSent,
+    responses=responses(409),
+)
 async def send_message(
     session: SessionDep, body: SendMessage, state: State, caller: CallerDep
 ) -> MessageSent:
@@ -167,8 +179,8 @@ def _resume_point(after: int | None, last_event_id: str | None) -> int:
             value = int(last_event_id.strip())
         except ValueError:
             raise ApiProblem(422, "Last-Event-ID must be an event sequence number") from None
-        if value < 0:
-            raise ApiProblem(422, "Last-Event-ID must not be negative")
+        if not 0 <= value <= MAX_SEQ:
+            raise ApiProblem(422, f"Last-Event-ID must be a sequence number from 0 to {MAX_SEQ}")
         return max(value, after or 0)
     return after or 0
 
@@ -178,7 +190,9 @@ async def session_events(
     session: SessionDep,
     state: State,
     request: Request,
-    after: Annotated[int | None, Query(ge=0, description="Only events after this seq.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="Only events after this seq.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> Any:
@@ -197,11 +211,16 @@ async def session_events(
 
 async def _stream(state: ServerState, session_id: str, after: int) -> AsyncIterator[bytes]:
     yield b"retry: 1000\n\n"
-    async for event in state.hub.subscribe(session_id, after, heartbeat_s=state.heartbeat_s):
-        yield HEARTBEAT_FRAME if event is None else sse_frame(event)
+    async for frames in state.hub.subscribe(session_id, after, heartbeat_s=state.heartbeat_s):
+        yield HEARTBEAT_FRAME if frames is None else frames
 
 
-@router.post("/sessions/{session_id}/cancel", status_code=202, response_model=Accepted)
+@router.post(
+    "/sessions/{session_id}/cancel",
+    status_code=202,
+    response_model=Accepted,
+    responses=responses(409),
+)
 async def cancel_session(
     session: SessionDep, state: State, caller: CallerDep, body: CancelRequest | None = None
 ) -> Accepted:
@@ -221,7 +240,12 @@ async def cancel_session(
     return Accepted(session_id=session.id, queued=queued)
 
 
-@router.post("/sessions/{session_id}/resume", status_code=202, response_model=Accepted)
+@router.post(
+    "/sessions/{session_id}/resume",
+    status_code=202,
+    response_model=Accepted,
+    responses=responses(409),
+)
 async def resume_session(session: SessionDep, state: State) -> Accepted:
     """Queue an interrupted session again; a worker resumes it from its checkpoint."""
     queued = await state.keel.submit(session.id)
