@@ -1,32 +1,33 @@
 """Session API under load: 500 SSE subscribers on one session stream, and session creation.
 
 What is measured, on a fresh SQLite store (WAL, `synchronous=FULL`) in a temporary
-KEEL_HOME, with the server, the writer and the subscribers in separate processes:
+KEEL_HOME, with the server and the subscribers in processes of their own:
 
-* The server is the app `keel serve` serves (`create_app`, no embedded worker), run by
-  uvicorn in a process of its own. It also carries a bench-only route that starts a
-  *writer* inside that process: it appends `--rate` events per second for `--seconds` to
-  one session through `keel.events.append`, as an embedded worker appends its events
-  (each `append` is one committed transaction; the events due at each ~1 ms tick are
-  appended together). An append in the server's process wakes the session's stream at
-  once; one from another process (a `keel worker` on the same SQLite file) would be seen
-  by the stream's poll, every 50 ms (`FOLLOW_POLL_S`), which would add up to 50 ms.
-* `--subscribers` httpx streaming clients, spread over `--client-processes` processes,
-  follow that session's SSE stream (`Accept: text/event-stream`, resuming with
-  `Last-Event-ID`), all connected before the writer starts. Each event carries the wall
-  clock time (`time.time_ns`, the same clock in every process of the machine) taken just
-  before its `append`; a client stamps each chunk it reads, and latency is append to
-  delivery: the commit, the fan-out, the socket and the client's parse.
+* The server (`sse_server.py`) is the app `keel serve` serves (`create_app`, no embedded
+  worker), run by uvicorn. A bench-only route starts a writer inside that process: it
+  appends `--rate` events per second for `--seconds` to one session through
+  `keel.events.append`, as an embedded worker appends its events. An append in the
+  server's process wakes the session's stream at once; one from another process (a `keel
+  worker` on the same SQLite file) is seen by the stream's poll, every 50 ms
+  (`streaming.FOLLOW_POLL_S`), which would add up to 50 ms to each delivery.
+* `--subscribers` clients (`sse_subscribers.py`) in `--client-processes` processes follow
+  that session's SSE stream (`Accept: text/event-stream`, resuming with `Last-Event-ID`),
+  all connected before the writer starts: httpx streaming clients, or with `--client raw`
+  a minimal HTTP/1.1 reader on plain sockets, which needs far less CPU (what the server
+  does when its clients keep up). Each event carries the wall clock time
+  (`time.time_ns`, one clock for every process of the machine) taken just before its
+  `append`; a client stamps each chunk it reads. Latency is append to delivery: the
+  commit, the fan-out, the socket and the client's parse.
 * Every subscriber must receive every event exactly once and in order; the report says
   how many did.
-* Session creation: `--create-requests` POST /v1/sessions from `--create-concurrency`
-  concurrent requests of one client process; nothing runs them (no worker).
+* Session creation: `--create-requests` POST /v1/sessions, `--create-concurrency` at a
+  time from one client process; no worker runs them.
 
-Two cores run all of it here, so the clients' own CPU time competes with the server's;
-the report gives each process's CPU seconds.
+Two cores run all of it here, so the clients' CPU time competes with the server's; the
+report gives the CPU seconds of the server and of the clients while events flowed.
 
-Run: `.venv/bin/python bench/sse_fanout.py [--subscribers 500 --rate 1000 --seconds 10]`
-(prints a table, then the report as one JSON line).
+Run: `.venv/bin/python bench/sse_fanout.py [--subscribers 500 --rate 1000 --seconds 10]
+[--client raw]` (prints a table, then the report as one JSON line).
 """
 
 from __future__ import annotations
@@ -44,10 +45,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -56,214 +55,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import keel
 from keel import Keel
 from keel.cli.builtin_team import default_team
-from keel.events import NewEvent
-from keel.server import ServerOptions, create_app
-from keel.server.state import ServerState
 from keel.server.tokens import create_token
+from sse_subscribers import BUCKET_US
 from turn_clock import percentile
-
-BUCKET_US = 100
-"""Latency histogram resolution: 0.1 ms."""
-TICK_S = 0.001
-_SENT = b'"sentNs":'
-
-
-# -- the server process ----------------------------------------------------------------
-
-
-class Writer:
-    """Appends `rate` events per second to one session, inside the server's process."""
-
-    def __init__(self) -> None:
-        self.appended = 0
-        self.elapsed_s = 0.0
-        self.commit_ms: list[float] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def run(self, state: ServerState, session_id: str, rate: float, total: int) -> None:
-        events, run_id = state.keel.events, state.keel.run_id
-        start = time.perf_counter()
-        while self.appended < total:
-            due = min(total, int((time.perf_counter() - start) * rate) + 1) - self.appended
-            if due > 0:
-                sent = time.time_ns()
-                batch = [
-                    NewEvent("bench.tick", "bench", {"n": self.appended + i, "sentNs": sent})
-                    for i in range(due)
-                ]
-                await events.append(session_id, run_id, batch)
-                self.commit_ms.append((time.time_ns() - sent) / 1e6)
-                self.appended += due
-            await asyncio.sleep(TICK_S)
-        self.elapsed_s = time.perf_counter() - start
-
-
-def serve(home: Path, port: int) -> None:
-    import uvicorn
-
-    app = create_app(lambda: Keel.open(home), ServerOptions(workspace_root=home, workers=0))
-    writer = Writer()
-
-    @app.post("/bench/write", include_in_schema=False)
-    async def write(session_id: str, rate: float, total: int) -> dict[str, int]:
-        state: ServerState = app.state.keel
-        writer.task = asyncio.create_task(writer.run(state, session_id, rate, total))
-        return {"total": total}
-
-    @app.get("/bench/write", include_in_schema=False)
-    async def written() -> dict[str, Any]:
-        if writer.task is not None and writer.task.done():
-            writer.task.result()
-        commits = writer.commit_ms
-        return {
-            "appended": writer.appended,
-            "elapsed_s": writer.elapsed_s,
-            "commits": len(commits),
-            "commit_p50_ms": percentile(commits, 0.5) if commits else 0.0,
-            "commit_p99_ms": percentile(commits, 0.99) if commits else 0.0,
-        }
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-# -- the client processes --------------------------------------------------------------
-
-
-def _count_latencies(frames: bytes, now: int, histogram: Counter[int]) -> None:
-    """Add each event's latency: the events of one append share their time, so each time
-    is parsed once and its events counted (`bytes` scans run at C speed)."""
-    at = frames.find(_SENT)
-    while at >= 0:
-        end = frames.index(b"}", at)
-        stamp = frames[at:end]
-        histogram[(now - int(stamp[len(_SENT) :])) // 1000 // BUCKET_US] += frames.count(stamp)
-        at = frames.find(_SENT, frames.rfind(stamp) + len(stamp))
-
-
-class Subscriber:
-    """One subscriber's view of the stream: checks that the events come in order, none
-    missed and none twice, and counts their latencies."""
-
-    def __init__(self, after: int, total: int, histogram: Counter[int]) -> None:
-        self.expected, self.total, self.histogram = after + 1, total, histogram
-        self.received = self.first_ns = self.last_ns = 0
-        self._buffer = b""
-
-    @property
-    def done(self) -> bool:
-        return self.received >= self.total
-
-    def take(self, data: bytes, now: int) -> None:
-        """Take stream bytes read at `now` (time.time_ns)."""
-        buffer = self._buffer + data
-        end = buffer.rfind(b"\n\n") + 2
-        if end < 2:
-            self._buffer = buffer  # no whole frame yet
-            return
-        frames, self._buffer = buffer[:end], buffer[end:]
-        count = frames.count(b"id: ")
-        if not count:
-            return  # the retry hint, heartbeats
-        head, tail = frames.find(b"id: "), frames.rfind(b"id: ")
-        first_id = int(frames[head + 4 : frames.index(b"\n", head)])
-        last_id = int(frames[tail + 4 : frames.index(b"\n", tail)])
-        if first_id != self.expected or last_id != self.expected + count - 1:
-            raise RuntimeError(f"expected events from {self.expected}, got {first_id}..{last_id}")
-        self.expected += count
-        self.received += count
-        _count_latencies(frames, now, self.histogram)
-        self.first_ns = self.first_ns or now
-        self.last_ns = now
-
-
-async def _httpx_stream(
-    client: httpx.AsyncClient, url: str, subscriber: Subscriber, connected: Callable[[], None]
-) -> None:
-    headers = {"Accept": "text/event-stream", "Last-Event-ID": str(subscriber.expected - 1)}
-    async with client.stream("GET", url, headers=headers) as response:
-        response.raise_for_status()
-        connected()
-        async for chunk in response.aiter_raw():
-            subscriber.take(chunk, time.time_ns())
-            if subscriber.done:
-                return
-
-
-async def _raw_stream(
-    url: str, token: str, subscriber: Subscriber, connected: Callable[[], None]
-) -> None:
-    """The same request over a plain socket, with a minimal HTTP/1.1 chunked reader."""
-    parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    request = (
-        f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
-        f"Authorization: Bearer {token}\r\nLast-Event-ID: {subscriber.expected - 1}\r\n\r\n"
-    )
-    writer.write(request.encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
-        raise RuntimeError(f"unexpected answer: {head[:200]!r}")
-    connected()
-    buffer = b""
-    try:
-        while not subscriber.done:
-            data = await reader.read(1 << 16)
-            if not data:
-                raise RuntimeError("the server closed the stream")
-            now = time.time_ns()
-            buffer += data
-            body: list[bytes] = []
-            while (line := buffer.find(b"\r\n")) >= 0:
-                size = int(buffer[:line], 16)
-                if len(buffer) < line + size + 4:
-                    break
-                body.append(buffer[line + 2 : line + 2 + size])
-                buffer = buffer[line + size + 4 :]
-            subscriber.take(b"".join(body), now)
-    finally:
-        writer.close()
-
-
-async def _clients(
-    url: str, token: str, after: int, total: int, count: int, kind: str
-) -> dict[str, Any]:
-    histogram: Counter[int] = Counter()
-    subscribers = [Subscriber(after, total, histogram) for _ in range(count)]
-    ready, connected = asyncio.Event(), [0]
-
-    def one_more() -> None:
-        connected[0] += 1
-        if connected[0] == count:
-            ready.set()
-
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(limits=limits, timeout=60, headers=headers) as client:
-        runs = [
-            asyncio.create_task(
-                _httpx_stream(client, url, subscriber, one_more)
-                if kind == "httpx"
-                else _raw_stream(url, token, subscriber, one_more)
-            )
-            for subscriber in subscribers
-        ]
-        await asyncio.wait_for(ready.wait(), 120)
-        print("connected", flush=True)
-        cpu_s = _own_cpu_s()
-        results = await asyncio.gather(*runs, return_exceptions=True)
-        cpu_s = _own_cpu_s() - cpu_s
-    return {
-        "histogram": {str(k): v for k, v in histogram.items()},
-        "complete": sum(1 for s in subscribers if s.received == total),
-        "received": sum(s.received for s in subscribers),
-        "first_ns": min((s.first_ns for s in subscribers if s.first_ns), default=0),
-        "last_ns": max(s.last_ns for s in subscribers),
-        "errors": [repr(r) for r in results if isinstance(r, BaseException)][:3],
-        "cpu_s": cpu_s,
-    }
-
-
-# -- the bench ---------------------------------------------------------------------------
 
 
 def _histogram_percentile(histogram: Counter[int], share: float) -> float:
@@ -275,11 +69,6 @@ def _histogram_percentile(histogram: Counter[int], share: float) -> float:
         if seen >= rank:
             return (bucket + 1) * BUCKET_US / 1000
     return 0.0
-
-
-def _own_cpu_s() -> float:
-    usage = os.times()
-    return usage.user + usage.system
 
 
 def _cpu_s(pid: int) -> float:
@@ -303,8 +92,8 @@ async def _seed(home: Path) -> tuple[str, str, int]:
         return token, session.id, await runtime.events.last_seq(session.id)
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, __file__, *args]
+def _spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, str(Path(__file__).parent / script), *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
@@ -336,19 +125,12 @@ def _fan_out(
     ]
     clients = [
         _spawn(
-            "--role",
-            "clients",
-            "--url",
+            "sse_subscribers.py",
             f"{url}/v1/sessions/{session_id}/events",
-            "--token",
             token,
-            "--after",
             str(after),
-            "--total",
             str(total),
-            "--count",
             str(share),
-            "--client",
             args.client,
         )
         for share in shares
@@ -381,6 +163,7 @@ def _fan_out(
     last_ns = max(r["last_ns"] for r in reports)
     return {
         "subscribers": args.subscribers,
+        "client": args.client,
         "client_processes": args.client_processes,
         "events": total,
         "appended_per_s": round(writer["appended"] / writer["elapsed_s"], 1),
@@ -431,7 +214,10 @@ async def _creations(url: str, token: str, requests: int, concurrency: int) -> d
 def _table(report: dict[str, Any]) -> str:
     fan, create = report["fanout"], report["create_sessions"]
     rows = [
-        ("subscribers (client processes)", f"{fan['subscribers']} ({fan['client_processes']})"),
+        (
+            "subscribers",
+            f"{fan['subscribers']} {fan['client']} clients, {fan['client_processes']} process(es)",
+        ),
         ("events appended", f"{fan['events']:,} in {fan['commits']:,} commits"),
         ("appended events/s", f"{fan['appended_per_s']:,.0f}"),
         ("commit p50 / p99", f"{fan['commit_p50_ms']} / {fan['commit_p99_ms']} ms"),
@@ -465,34 +251,14 @@ def main() -> int:
     )
     parser.add_argument("--create-requests", type=int, default=2000)
     parser.add_argument("--create-concurrency", type=int, default=16)
-    parser.add_argument(
-        "--role", choices=["bench", "server", "clients"], default="bench", help=argparse.SUPPRESS
-    )
-    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--token", help=argparse.SUPPRESS)
-    parser.add_argument("--after", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.role == "server":
-        serve(args.home, args.port)
-        return 0
-    if args.role == "clients":
-        report = asyncio.run(
-            _clients(args.url, args.token, args.after, args.total, args.count, args.client)
-        )
-        print(json.dumps(report), flush=True)
-        return 0
 
     with tempfile.TemporaryDirectory(prefix="keel-sse-bench-") as tmp:
         home = Path(tmp) / "home"
         token, session_id, after = asyncio.run(_seed(home))
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        server = _spawn("--role", "server", "--home", str(home), "--port", str(port))
+        server = _spawn("sse_server.py", str(home), str(port))
         try:
             _wait_ready(url, server)
             fanout = _fan_out(args, url, token, session_id, after, server)

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from keel.errors import ConfigError, MigrationError
+from keel import Keel
+from keel.errors import ConfigError, MigrationError, ValidationFailed
 from keel.store import Engine, Tx, open_engine
 from keel.store.migrations import available
 
@@ -105,3 +106,20 @@ async def test_a_postgresql_url_without_the_driver_says_what_to_install(
     monkeypatch.delitem(sys.modules, "keel.store.postgres", raising=False)
     with pytest.raises(ConfigError, match=r"pip install 'keel\[postgres\]'"):
         await open_engine("postgresql://keel@localhost/keel")
+
+
+SOLO = {"name": "a", "role": "worker", "model": "scripted:worker"}
+
+
+async def test_a_value_the_database_cannot_hold_is_a_validation_error_and_writes_nothing(
+    keel: Keel,
+) -> None:
+    # PostgreSQL text cannot hold NUL; SQLite can. Either way no half-written session.
+    goal = "goal with a \x00 in it"
+    if keel.engine.dialect == "postgresql":
+        with pytest.raises(ValidationFailed, match="0x00"):
+            await keel.create_session(goal, [SOLO])
+        assert await keel.sessions.list() == []
+    else:
+        session = await keel.create_session(goal, [SOLO])
+        assert (await keel.sessions.get(session.id)).goal == goal

@@ -57,7 +57,7 @@ from psycopg import IsolationLevel, errors, sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from keel.errors import ConfigError, StoreError
+from keel.errors import ConfigError, StoreError, ValidationFailed
 from keel.store.engine import Engine, Params, Row, Subscriber, T, Work
 from keel.store.postgres_signals import Signals
 
@@ -214,6 +214,12 @@ class _Pool:
             self._idle.clear()
 
 
+def _unstorable(error: psycopg.DataError) -> ValidationFailed:
+    """A value PostgreSQL cannot hold (a NUL character in text, a number out of range): the
+    caller's input, not the store, is at fault; nothing was written."""
+    return ValidationFailed("a value cannot be stored", [("value", _first_line(error))])
+
+
 def _rollback(conn: Connection) -> None:
     """End the open transaction; a connection that cannot do even that is closed."""
     if not conn.closed:
@@ -341,6 +347,9 @@ class PostgresEngine(Engine):
                         f"after {attempt} attempts: {_first_line(error)}"
                     ) from error
                 time.sleep(_BACKOFF_S * attempt * random.random())
+            except psycopg.DataError as error:
+                _rollback(conn)
+                raise _unstorable(error) from None
             except psycopg.OperationalError as error:
                 if not conn.broken:
                     _rollback(conn)
@@ -367,6 +376,8 @@ class PostgresEngine(Engine):
             try:
                 with conn.cursor() as cursor:
                     return work(_PostgresTx(cursor))
+            except psycopg.DataError as error:
+                raise _unstorable(error) from None
             except psycopg.OperationalError as error:
                 if not conn.broken:
                     raise
