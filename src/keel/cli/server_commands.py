@@ -18,6 +18,8 @@ from rich.text import Text
 from keel.cli.builtin_team import default_team
 from keel.cli.command import err, home_of, out, run_command
 from keel.events import now_us
+from keel.observability import KeelMetrics
+from keel.observability.metrics_http import serve_metrics
 from keel.orchestrator import Keel
 from keel.registry import load_folder
 from keel.server import ServerOptions, create_app
@@ -119,6 +121,13 @@ def add_server_commands(app: typer.Typer) -> None:
         lease: Annotated[
             float, typer.Option(help="Seconds a lease lasts without renewal.", min=1)
         ] = LEASE_S,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(help="Serve Prometheus metrics on this port (GET /metrics).", min=0),
+        ] = None,
+        metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = (
+            "127.0.0.1"
+        ),
         log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     ) -> None:
         """Run queued sessions until stopped (SIGINT/SIGTERM hand the leases back)."""
@@ -126,7 +135,14 @@ def add_server_commands(app: typer.Typer) -> None:
         _logging(log_level)
 
         async def main() -> None:
-            async with await Keel.open(home) as keel:
+            async with contextlib.AsyncExitStack() as stack:
+                keel = await stack.enter_async_context(await Keel.open(home))
+                if metrics_port is not None:
+                    keel.metrics = KeelMetrics()
+                    await stack.enter_async_context(
+                        serve_metrics(keel.metrics, keel.engine, metrics_host, metrics_port)
+                    )
+                    out.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
                 running = Worker(keel, capacity=capacity, lease_s=lease)
                 out.print(
                     f"worker {running.id} on {keel.engine.url}: up to {capacity} sessions, "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -118,6 +118,7 @@ class RunLoop:
         self.run_id = run_id
         self._watch = _Watch(engine)
         self._fences: dict[str, Fence] = {}
+        self._before_end: dict[str, Callable[[], Awaitable[None]]] = {}
 
     def nudge(self) -> None:
         """A cancellation was requested in this process: look now, not at the next poll."""
@@ -160,6 +161,9 @@ class RunLoop:
         """Write the steps' units in one transaction; with `snapshot`, the state after them."""
         steps = units if isinstance(units, list) else [units]
         session_id = steps[0].session_id
+        before_end = self._before_end.get(session_id)
+        if before_end is not None and any(unit.ends for unit in steps):
+            await before_end()  # e.g. keep the workspace's change before the final event
 
         def work(tx: Tx) -> None:
             seq = 0
@@ -183,6 +187,7 @@ class RunLoop:
         if running or flow.waiting(state):
             return
         end = flow.outcome(state, unit)
+        unit.ends = True
         run_id, session_id = unit.run_id, unit.session_id
         unit.do(
             lambda tx: SessionRegistry.transition_in(
@@ -218,15 +223,26 @@ class RunLoop:
         await self._commit(unit, checkpoint.step, {}, checkpoint.state, snapshot=False)
         return checkpoint, True
 
-    async def run(self, session_id: str, flow: Flow[S], *, fence: Fence | None = None) -> S:
+    async def run(
+        self,
+        session_id: str,
+        flow: Flow[S],
+        *,
+        fence: Fence | None = None,
+        before_end: Callable[[], Awaitable[None]] | None = None,
+    ) -> S:
         """Run `session_id` with `flow` to its end, starting or resuming as needed. With a
-        `fence`, every commit of the run first passes it."""
+        `fence`, every commit of the run first passes it; `before_end` is awaited before
+        the commit that ends the session (done, failed or cancelled)."""
         if fence is not None:
             self._fences[session_id] = fence
+        if before_end is not None:
+            self._before_end[session_id] = before_end
         try:
             return await self._run(session_id, flow)
         finally:
             self._fences.pop(session_id, None)
+            self._before_end.pop(session_id, None)
 
     async def _run(self, session_id: str, flow: Flow[S]) -> S:
         checkpoint, resuming = await self._start(session_id, flow)
@@ -363,6 +379,7 @@ class RunLoop:
         if whole:
             reason = "; ".join(dict.fromkeys(r.reason for r in requests)) or "cancelled"
             running.clear()
+            unit.ends = True
             unit.do(
                 lambda tx: SessionRegistry.transition_in(
                     tx,

@@ -9,8 +9,10 @@ the run loop, and runs sessions to their end in this process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -248,14 +250,19 @@ class Keel:
                 tracer_provider=self.tracer_provider,
                 workflow=workflow.name if workflow else None,
             ):
+                # The change is kept before the final event, so whoever sees the session
+                # end finds its branch committed and its final.patch stored.
+                before_end = partial(self._keep_change, session, workspace) if workspace else None
                 if workflow is None:
-                    await self._loop.run(session_id, flow, fence=fence)
+                    await self._loop.run(session_id, flow, fence=fence, before_end=before_end)
                 else:
-                    await self._loop.run(session_id, WorkflowFlow(workflow, flow), fence=fence)
-        finished = await self.sessions.get(session_id)
-        if workspace is not None and finished.status.is_final:
-            await self._keep_change(finished, workspace)
-        return finished
+                    await self._loop.run(
+                        session_id,
+                        WorkflowFlow(workflow, flow),
+                        fence=fence,
+                        before_end=before_end,
+                    )
+        return await self.sessions.get(session_id)
 
     async def _open_workspace(self, session: Session, config: SessionConfig) -> Workspace | None:
         """The session's own workspace: a worktree on `keel/<session>` when its directory is
@@ -281,16 +288,21 @@ class Keel:
         return workspace
 
     async def _keep_change(self, session: Session, workspace: Workspace) -> None:
-        """Commit the session's change to its branch and keep it as a patch artifact."""
+        """Commit the session's change to its branch and keep it as a patch artifact. Runs
+        again when a crash came before the session's end was committed: both steps are
+        idempotent (an unchanged tree commits nothing; an equal patch is not stored twice)."""
         patch = await final_patch(workspace)
         if not patch.strip():
             return
         if workspace.kind == "worktree":
             await self.workspaces.commit_changes(workspace, f"keel: {session.goal}"[:200])
+        content = patch.encode()
+        checksum = hashlib.sha256(content).hexdigest()
+        stored = await self.artifacts.list(session_id=session.id)
+        if any(a.name == "final.patch" and checksum in (a.checksum or "") for a in stored):
+            return
         actor = Actor("keel", session.id, self.run_id, MemoryScope.SESSION)
-        await self.artifacts.put(
-            patch.encode(), name="final.patch", type=ArtifactType.CODE, actor=actor
-        )
+        await self.artifacts.put(content, name="final.patch", type=ArtifactType.CODE, actor=actor)
 
     resume = run
 

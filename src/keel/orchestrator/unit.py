@@ -51,13 +51,15 @@ class Unit:
     while the step runs (streamed model output, retries); they are not part of its result.
     """
 
-    __slots__ = ("_items", "_publish", "run_id", "session_id")
+    __slots__ = ("_items", "_publish", "ends", "run_id", "session_id")
 
     def __init__(self, session_id: str, run_id: str, publish: Publish | None = None) -> None:
         self.session_id = session_id
         self.run_id = run_id
         self._items: list[Op | list[NewEvent]] = []
         self._publish = publish
+        self.ends = False
+        """This step ends the session (its final transition is among the writes)."""
 
     async def publish(
         self, type: str, payload: JsonObject, *, task_id: str | None = None, actor: str = "keel"
