@@ -7,35 +7,35 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from keel_serve import KeelServe, free_port
 
 from keel.client import AsyncKeelClient, KeelClient
+from keel_server import KeelServer
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelServe]:
-    serve = KeelServe(tmp_path_factory.mktemp("keel-serve"), free_port())
-    serve.start()
-    yield serve
-    serve.stop()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelServer]:
+    server = KeelServer(tmp_path_factory.mktemp("keel-serve"), "--lease", "2")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[KeelServe]:
+def own_server(tmp_path: Path) -> Iterator[KeelServer]:
     """A server of this test's own, for tests that kill it."""
-    serve = KeelServe(tmp_path, free_port())
-    serve.start()
-    yield serve
-    serve.stop()
+    server = KeelServer(tmp_path, "--lease", "2")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def client(server: KeelServe) -> Iterator[KeelClient]:
+def client(server: KeelServer) -> Iterator[KeelClient]:
     with KeelClient(server.url, server.admin_token) as keel:
         yield keel
 
 
 @pytest.fixture
-async def async_client(server: KeelServe) -> AsyncIterator[AsyncKeelClient]:
+async def async_client(server: KeelServer) -> AsyncIterator[AsyncKeelClient]:
     async with AsyncKeelClient(server.url, server.admin_token) as keel:
         yield keel

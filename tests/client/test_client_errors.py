@@ -5,7 +5,6 @@ from the arguments, else from KEEL_URL and KEEL_TOKEN."""
 from __future__ import annotations
 
 import pytest
-from keel_serve import KeelServe, free_port
 
 from keel.client import AsyncKeelClient, AuthError, Conflict, KeelClient, ServerUnavailable
 from keel.errors import (
@@ -17,10 +16,11 @@ from keel.errors import (
     ValidationFailed,
 )
 from keel.guardrails.approvals import ApprovalNotFound
+from keel_server import KeelServer, free_port
 
 
 @pytest.fixture(scope="module")
-def user_token(server: KeelServe) -> str:
+def user_token(server: KeelServer) -> str:
     return server.token("bob")
 
 
@@ -41,7 +41,7 @@ def test_an_unknown_session_is_session_not_found(client: KeelClient) -> None:
 
 
 def test_another_users_session_is_not_found_and_only_admins_change_the_policy(
-    server: KeelServe, client: KeelClient, user_token: str
+    server: KeelServer, client: KeelClient, user_token: str
 ) -> None:
     session = client.create_session("Write the parser", config={"scriptedLatencyMs": 30})
     with KeelClient(server.url, user_token) as bob:
@@ -53,7 +53,7 @@ def test_another_users_session_is_not_found_and_only_admins_change_the_policy(
     client.wait(session.id)
 
 
-def test_a_bad_token_and_no_token_are_auth_errors(server: KeelServe) -> None:
+def test_a_bad_token_and_no_token_are_auth_errors(server: KeelServer) -> None:
     with (
         KeelClient(server.url, "not-a-token") as stranger,
         pytest.raises(AuthError, match="unknown or was revoked"),
@@ -86,7 +86,7 @@ def test_an_ended_session_refuses_resume_and_cancel(client: KeelClient) -> None:
         client.send_message(session.id, "one more thing")
 
 
-async def test_the_async_client_raises_the_same_errors(server: KeelServe) -> None:
+async def test_the_async_client_raises_the_same_errors(server: KeelServer) -> None:
     async with AsyncKeelClient(server.url, server.admin_token) as client:
         with pytest.raises(SessionNotFound):
             await client.get_session("s_nope")

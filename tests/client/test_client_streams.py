@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keel_serve import KeelServe, long_goal
 from tcp_proxy import TcpProxy
 
 from keel.client import AsyncKeelClient, KeelClient
 from keel.types import SessionStatus, TraceEvent
+from keel_server import KeelServer, long_goal
 
 QUICK = {"scriptedLatencyMs": 30}
 
@@ -70,7 +70,7 @@ def test_wait_returns_a_session_that_has_already_ended_at_once(client: KeelClien
 
 
 def test_a_dropped_connection_is_resumed_with_no_event_missed_or_doubled(
-    server: KeelServe,
+    server: KeelServer,
 ) -> None:
     with TcpProxy(server.port) as proxy, KeelClient(proxy.url, server.admin_token) as client:
         session = client.create_session(long_goal(12), config=QUICK)
@@ -83,7 +83,7 @@ def test_a_dropped_connection_is_resumed_with_no_event_missed_or_doubled(
     assert_gap_free_to_the_end(events)
 
 
-async def test_the_async_stream_resumes_a_dropped_connection_too(server: KeelServe) -> None:
+async def test_the_async_stream_resumes_a_dropped_connection_too(server: KeelServer) -> None:
     with TcpProxy(server.port) as proxy:
         async with AsyncKeelClient(proxy.url, server.admin_token) as client:
             session = await client.create_session(long_goal(12), config=QUICK)
@@ -96,7 +96,7 @@ async def test_the_async_stream_resumes_a_dropped_connection_too(server: KeelSer
     assert_gap_free_to_the_end(events)
 
 
-def test_the_stream_follows_a_session_across_a_server_restart(own_server: KeelServe) -> None:
+def test_the_stream_follows_a_session_across_a_server_restart(own_server: KeelServer) -> None:
     with KeelClient(own_server.url, own_server.admin_token) as client:
         session = client.create_session(long_goal(8), config={"scriptedLatencyMs": 60})
         events: list[TraceEvent] = []

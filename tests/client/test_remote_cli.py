@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from keel_serve import KeelServe, free_port, long_goal
 from typer.testing import CliRunner
 
 from keel.cli.main import app
 from keel.client import KeelClient
 from keel.errors import SessionNotFound
+from keel_server import KeelServer, free_port, long_goal
 
 runner = CliRunner()
 Keel = Callable[..., Result]
 
 
 @pytest.fixture
-def keel(server: KeelServe, tmp_path: Path) -> Iterator[Keel]:
+def keel(server: KeelServer, tmp_path: Path) -> Iterator[Keel]:
     """Runs `keel ARGS` against the server (KEEL_HOME points where nothing may appear)."""
     unused_home = tmp_path / "local-home"
 
@@ -41,7 +41,7 @@ def keel(server: KeelServe, tmp_path: Path) -> Iterator[Keel]:
 
 
 def test_run_creates_the_session_on_the_server_and_follows_it_to_the_end(
-    keel: Keel, server: KeelServe, client: KeelClient
+    keel: Keel, server: KeelServer, client: KeelClient
 ) -> None:
     result = keel("run", long_goal(2), "--plain", "--scripted-delay", "30")
     assert result.exit_code == 0, result.output
@@ -90,7 +90,7 @@ def test_events_follow_streams_a_running_session_to_its_end(keel: Keel, client: 
 
 
 def test_approvals_are_listed_and_answered_on_the_server(
-    keel: Keel, server: KeelServe, client: KeelClient
+    keel: Keel, server: KeelServer, client: KeelClient
 ) -> None:
     policy = server.root / "ask-before-commands.yaml"
     policy.write_text("rules:\n  - {action: ask, tool: run_command, reason: ask first}\n")
@@ -133,7 +133,7 @@ def test_cancel_stops_a_running_session(keel: Keel, client: KeelClient) -> None:
 
 
 def test_agent_definitions_need_an_admin_token(
-    keel: Keel, server: KeelServe, client: KeelClient
+    keel: Keel, server: KeelServer, client: KeelClient
 ) -> None:
     folder = Path(__file__).parents[2] / "examples" / "openai-team"
     result = keel("run", "Write the parser", "--agents", str(folder), token=server.token("eve"))

@@ -22,7 +22,7 @@ from a2a.types import (
     TaskNotFoundError,
     TaskState,
 )
-from a2a_fixtures import KeelServer, a2a_client, long_goal, request
+from a2a_fixtures import A2AServer, a2a_client, request
 
 from keel.cli.builtin_team import default_team
 from keel.cli.demo import DEMO_GOAL
@@ -30,19 +30,19 @@ from keel.errors import ModelConfigError, ModelRefused
 from keel.models import Message, ModelSettings, ProviderSettings, check_model_string, resolve_model
 from keel.orchestrator import Keel
 from keel.types import AgentDefinition, SessionStatus
+from keel_server import FINAL, long_goal
 
 BUILT_IN_TEAM = {"coder", "planner", "reviewer", "tester"}
 SLOW = {"config": {"scriptedLatencyMs": 150}}
-FINAL = {"session.completed", "session.failed", "session.cancelled"}
 
 
 @pytest.fixture(scope="module")
-def keel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelServer]:
+def keel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A2AServer]:
     """A server with the built-in team, whose sessions may work anywhere under the tests'
     temporary directory."""
     root = tmp_path_factory.mktemp("keel")
-    workspaces = str(tmp_path_factory.getbasetemp())
-    server = KeelServer(root, args=["--workspace-root", workspaces]).start()
+    server = A2AServer(root, workspace_root=tmp_path_factory.getbasetemp())
+    server.start()
     yield server
     server.stop()
 
@@ -75,7 +75,7 @@ def state_of(response: StreamResponse) -> int | None:
 
 
 async def test_the_card_is_public_and_lists_the_registered_agents_as_skills(
-    keel: KeelServer,
+    keel: A2AServer,
 ) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         for base in (keel.url, keel.a2a_url):
@@ -90,7 +90,7 @@ async def test_the_card_is_public_and_lists_the_registered_agents_as_skills(
 
 
 async def test_a_message_starts_a_session_whose_answer_completes_the_task(
-    keel: KeelServer,
+    keel: A2AServer,
 ) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token, streaming=False) as client:
         task = await sent(client, "Sketch the parser, and write the notes")
@@ -106,7 +106,7 @@ async def test_a_message_starts_a_session_whose_answer_completes_the_task(
 
 
 async def test_a_streamed_task_goes_from_submitted_through_working_to_completed(
-    keel: KeelServer,
+    keel: A2AServer,
 ) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token) as client:
         stream = [r async for r in client.send_message(request("Map the modules, and test them"))]
@@ -127,7 +127,7 @@ async def test_a_streamed_task_goes_from_submitted_through_working_to_completed(
 
 
 async def test_a_running_task_is_read_back_and_subscribed_to_until_it_completes(
-    keel: KeelServer,
+    keel: A2AServer,
 ) -> None:
     async with (
         a2a_client(keel.a2a_url, keel.admin_token, polling=True) as poller,
@@ -153,7 +153,7 @@ async def test_a_running_task_is_read_back_and_subscribed_to_until_it_completes(
         assert [task.id for task in listed.tasks] == [started.id]
 
 
-async def test_cancelling_a_task_cancels_its_session(keel: KeelServer) -> None:
+async def test_cancelling_a_task_cancels_its_session(keel: A2AServer) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token, polling=True) as client:
         started = await sent(client, long_goal(8), keel=SLOW)
         cancelled = await client.cancel_task(CancelTaskRequest(id=started.id))
@@ -165,7 +165,7 @@ async def test_cancelling_a_task_cancels_its_session(keel: KeelServer) -> None:
 
 
 async def test_a_message_to_a_working_task_reaches_its_agents_at_once(
-    keel: KeelServer,
+    keel: A2AServer,
 ) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token, polling=True) as client:
         started = await sent(client, long_goal(8), keel=SLOW)
@@ -181,7 +181,7 @@ async def test_a_message_to_a_working_task_reaches_its_agents_at_once(
 
 
 async def test_a_task_waiting_for_an_approval_is_input_required_until_the_reply(
-    keel: KeelServer, project: Callable[..., Path]
+    keel: A2AServer, project: Callable[..., Path]
 ) -> None:
     repo = project(ask=True)
     config = {"config": {"workspace": str(repo)}}
@@ -208,23 +208,23 @@ async def test_a_task_waiting_for_an_approval_is_input_required_until_the_reply(
     assert {a["answeredBy"] for a in answered["approvals"]} == {"local"}
 
 
-async def test_calls_without_a_valid_token_are_refused(keel: KeelServer) -> None:
+async def test_calls_without_a_valid_token_are_refused(keel: A2AServer) -> None:
     for token in (None, "keel_not-a-token"):
         async with a2a_client(keel.a2a_url, token) as client:  # the card needs no token
             with pytest.raises(A2AClientError, match="401"):
                 await sent(client, "Anything at all")
 
 
-async def test_another_users_task_is_not_found(keel: KeelServer) -> None:
+async def test_another_users_task_is_not_found(keel: A2AServer) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token, streaming=False) as client:
         task = await sent(client, "Count the modules")
-    async with a2a_client(keel.a2a_url, await keel.token("eve")) as client:
+    async with a2a_client(keel.a2a_url, keel.token("eve")) as client:
         with pytest.raises(TaskNotFoundError):
             await client.get_task(GetTaskRequest(id=task.id))
         assert not (await client.list_tasks(ListTasksRequest())).tasks
 
 
-async def test_an_a2a_0_3_client_reads_a_task_with_the_old_method_names(keel: KeelServer) -> None:
+async def test_an_a2a_0_3_client_reads_a_task_with_the_old_method_names(keel: A2AServer) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token, streaming=False) as client:
         task = await sent(client, "Name the modules")
     body = {"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"id": task.id}}
@@ -237,7 +237,7 @@ async def test_an_a2a_0_3_client_reads_a_task_with_the_old_method_names(keel: Ke
 
 
 async def test_a_task_outlives_a_restart_and_a_subscriber_follows_it_from_the_log(
-    keel: KeelServer,
+    keel: A2AServer,
 ) -> None:
     async with a2a_client(keel.a2a_url, keel.admin_token, polling=True) as client:
         started = await sent(client, long_goal(8), keel=SLOW)
@@ -254,9 +254,9 @@ async def test_a_task_outlives_a_restart_and_a_subscriber_follows_it_from_the_lo
 
 
 async def test_an_agent_whose_model_is_a_remote_a2a_agent_gets_its_tasks_done_there(
-    keel: KeelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    keel: A2AServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KEEL_TEST_REMOTE_TOKEN", await keel.token("delegator"))
+    monkeypatch.setenv("KEEL_TEST_REMOTE_TOKEN", keel.token("delegator"))
     scout = AgentDefinition(
         name="scout",
         role="researcher",
@@ -284,7 +284,7 @@ async def test_an_agent_whose_model_is_a_remote_a2a_agent_gets_its_tasks_done_th
     assert handed_to == {"Survey the parser": "scout", "List its entry points": "scout"}
     assert [call["model"] for call in calls] == [f"a2a:{keel.a2a_url}"] * 2
 
-    async with a2a_client(keel.a2a_url, await keel.token("delegator")) as remote:
+    async with a2a_client(keel.a2a_url, keel.token("delegator")) as remote:
         handed = (await remote.list_tasks(ListTasksRequest())).tasks
     assert len(handed) == 2  # the remote Keel's sessions, for the user the token names
     for task in handed:
@@ -295,7 +295,7 @@ async def test_an_agent_whose_model_is_a_remote_a2a_agent_gets_its_tasks_done_th
 
 
 async def test_a_remote_agent_that_refuses_the_token_is_a_refusal_that_names_the_token(
-    keel: KeelServer, monkeypatch: pytest.MonkeyPatch
+    keel: A2AServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KEEL_TEST_WRONG_TOKEN", "keel_wrong")
     wrong = {"a2a": ProviderSettings(api_key_env="KEEL_TEST_WRONG_TOKEN")}

@@ -1,6 +1,6 @@
-"""Fixtures that start real `keel serve` processes: each on a free port with its own
-KEEL_HOME in the test's tmp_path, waited for until /readyz answers, stopped at the end (or
-killed in the middle, by the test that means to)."""
+"""Fixtures that start real `keel serve` processes (`keel_server.KeelServer`): each under
+the test's tmp_path, stopped at the end (or killed in the middle, by the test that means
+to)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from api_server import Server, free_port
+
+from keel_server import KeelServer
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., KeelServer]]:
     """Starts `keel serve` processes with the given extra arguments; stops them all at the
     end of the test."""
-    servers: list[Server] = []
+    servers: list[KeelServer] = []
 
-    def start(*args: str, name: str = "server") -> Server:
-        root = tmp_path / name
-        (root / "workspaces").mkdir(parents=True)
-        server = Server(
-            home=root / "home",
-            workspace_root=root / "workspaces",
-            port=free_port(),
-            args=list(args),
-            log=root / "serve.log",
-        )
+    def start(*args: str, name: str = "server") -> KeelServer:
+        server = KeelServer(tmp_path / name, *args)
         servers.append(server)
         server.start()
         return server
@@ -37,6 +30,6 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 
 @pytest.fixture
-def server(start_server: Callable[..., Server]) -> Server:
+def server(start_server: Callable[..., KeelServer]) -> KeelServer:
     """A server with one embedded worker and short leases."""
     return start_server("--workers", "1", "--lease", "2")

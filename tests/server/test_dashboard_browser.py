@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from keel.cli.demo import DEMO_GOAL, create_demo_repo
+from keel_server import KeelServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
@@ -41,64 +37,12 @@ pytestmark = pytest.mark.skipif(
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 
 
-@dataclass(frozen=True)
-class Server:
-    url: str
-    token: str
-    workspace_root: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], within_s: float = 30) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "keel serve exited while starting (its log is below)"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"keel serve was not ready within {within_s:g} s")
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """`keel serve` on a free port, with its own Keel home and workspace root."""
-    home = tmp_path / "home"
-    root = tmp_path / "workspaces"
-    root.mkdir()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KEEL_")}
-    log_path = tmp_path / "serve.log"
-    command = [sys.executable, "-m", "keel.cli", "--home", str(home), "serve"]
-    command += ["--port", str(port), "--workspace-root", str(root), "--log-level", "warning"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            _wait_ready(url, process)
-            token = (home / "admin.token").read_text().strip()
-            yield Server(url=url, token=token, workspace_root=root)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            print(log_path.read_text(errors="replace")[-4000:])
+def server(start_server: Callable[..., KeelServer]) -> Iterator[KeelServer]:
+    """`keel serve` with no options but its port and roots; its log is printed at the end."""
+    server = start_server()
+    yield server
+    print(server.said()[-4000:])
 
 
 @pytest.fixture
@@ -119,7 +63,7 @@ def page(tmp_path: Path) -> Iterator[sync_api.Page]:
 
 
 def test_a_person_watches_a_session_live_approves_its_command_and_sees_it_finish(
-    server: Server, page: sync_api.Page, tmp_path: Path
+    server: KeelServer, page: sync_api.Page, tmp_path: Path
 ) -> None:
     expect = sync_api.expect
     with server.client() as api:
@@ -127,7 +71,7 @@ def test_a_person_watches_a_session_live_approves_its_command_and_sees_it_finish
 
         # Sign in with the token; the sessions list is empty, then shows the new session.
         page.goto(f"{server.url}/ui/")
-        page.fill("#token", server.token)
+        page.fill("#token", server.admin_token)
         page.click("button[type=submit]")
         expect(page.locator("h1")).to_have_text("Sessions")
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from api_server import Server
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult
+
+from keel_server import KeelServer
 
 
 def data(result: CallToolResult) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def data(result: CallToolResult) -> dict[str, Any]:
 
 
 async def test_an_mcp_client_over_http_lists_tools_starts_a_session_and_reads_its_result(
-    server: Server,
+    server: KeelServer,
 ) -> None:
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     async with (
@@ -58,7 +59,7 @@ async def test_an_mcp_client_over_http_lists_tools_starts_a_session_and_reads_it
     assert record["status"] == "done"
 
 
-def test_the_mcp_endpoint_refuses_a_request_without_a_valid_token(server: Server) -> None:
+def test_the_mcp_endpoint_refuses_a_request_without_a_valid_token(server: KeelServer) -> None:
     for headers in ({}, {"Authorization": "Bearer keel_not-a-token"}):
         response = httpx.post(
             f"{server.url}/mcp",

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from api_server import Server, free_port
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -44,6 +43,7 @@ from keel.guardrails.approvals import request_in
 from keel.server import ServerOptions, create_app
 from keel.server.tokens import create_token
 from keel.store import Tx
+from keel_server import KeelServer
 
 CHECKS = [
     not_a_server_error,
@@ -143,15 +143,9 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
 
 
 @pytest.fixture(scope="module")
-def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelServer]:
     root = tmp_path_factory.mktemp("fuzz")
-    server = Server(
-        home=root / "home",
-        workspace_root=root / "workspaces",
-        port=free_port(),
-        args=["--workers", "0"],
-        log=root / "serve.log",
-    )
+    server = KeelServer(root, "--workers", "0")
     server.admin_token, values = asyncio.run(_seed(server.home, server.workspace_root))
     SEEDED.update(values)
     server.start()
@@ -170,7 +164,7 @@ def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_every_operation_answers_every_input_as_its_openapi_says(
-    case: Any, seeded_server: Server
+    case: Any, seeded_server: KeelServer
 ) -> None:
     if case.headers and case.headers.get("Authorization") == ADMIN:
         case.headers["Authorization"] = f"Bearer {seeded_server.admin_token}"

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_server import (
+
+from keel_server import (
     FINAL,
-    Server,
+    KeelServer,
     SseEvent,
     create_session,
     event_log,
@@ -75,7 +76,7 @@ def _assert_exactly_the_log(received: list[SseEvent], log: list[dict[str, Any]])
 
 @pytest.mark.parametrize("resume_by", ["header", "query"])
 def test_a_client_that_drops_its_stream_and_resumes_gets_every_event_once(
-    server: Server, resume_by: str
+    server: KeelServer, resume_by: str
 ) -> None:
     client = server.client()
     session_id = create_session(client, long_goal(14), scriptedLatencyMs=60)
@@ -89,7 +90,7 @@ def test_a_client_that_drops_its_stream_and_resumes_gets_every_event_once(
     _assert_exactly_the_log(received, event_log(client, session_id))
 
 
-def test_the_last_event_id_header_and_after_take_the_later_of_the_two(server: Server) -> None:
+def test_the_last_event_id_header_and_after_take_the_later_of_the_two(server: KeelServer) -> None:
     client = server.client()
     session_id = create_session(client, "Say hello")
     wait_until_final(client, session_id)
@@ -105,7 +106,7 @@ def test_the_last_event_id_header_and_after_take_the_later_of_the_two(server: Se
 
 
 def test_a_server_killed_mid_session_finishes_it_after_a_restart_and_the_stream_resumes(
-    server: Server,
+    server: KeelServer,
 ) -> None:
     client = server.client()
     session_id = create_session(client, long_goal(10), scriptedLatencyMs=60)
@@ -168,7 +169,7 @@ def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def test_another_users_session_is_not_found_on_every_endpoint(
-    start_server: Callable[..., Server],
+    start_server: Callable[..., KeelServer],
 ) -> None:
     server = start_server("--workers", "1", "--lease", "2")
     ask = "rules:\n  - {action: ask, tool: run_command, reason: commands need a person}\n"
@@ -208,7 +209,7 @@ def test_another_users_session_is_not_found_on_every_endpoint(
     assert alice.post(f"/v1/approvals/{approval['id']}", json={"allow": False}).status_code == 200
 
 
-def test_only_an_admin_changes_the_registry_and_the_policy(server: Server) -> None:
+def test_only_an_admin_changes_the_registry_and_the_policy(server: KeelServer) -> None:
     alice = server.client(server.token("alice"))
     agents = server.client().get("/v1/agents").json()
     problem = _problem(alice.put("/v1/agents", json=agents), 403)
@@ -221,7 +222,7 @@ def test_only_an_admin_changes_the_registry_and_the_policy(server: Server) -> No
 
 
 def test_a_request_without_a_valid_token_is_unauthorized_with_a_challenge(
-    server: Server,
+    server: KeelServer,
 ) -> None:
     client = server.client("")
     wrong = [None, "Bearer", "Basic YWxpY2U6c2VjcmV0", "Bearer keel_not-a-token", "Bearer x"]
@@ -247,7 +248,7 @@ def _pending_approval(client: httpx.Client, session_id: str) -> dict[str, Any]:
 
 
 def test_a_session_waits_for_an_approval_given_over_http_then_finishes(
-    start_server: Callable[..., Server],
+    start_server: Callable[..., KeelServer],
 ) -> None:
     server = start_server("--workers", "1", "--lease", "2")
     admin = server.client()
@@ -272,7 +273,7 @@ def test_a_session_waits_for_an_approval_given_over_http_then_finishes(
     assert [r["tool"] for r in results if r["ok"]] == ["glob", "run_command"]
 
 
-def test_cancel_over_http_stops_a_running_session(server: Server) -> None:
+def test_cancel_over_http_stops_a_running_session(server: KeelServer) -> None:
     client = server.client()
     session_id = create_session(client, long_goal(20), scriptedLatencyMs=80)
     wait_for_status(client, session_id, "running".__eq__, 30)
@@ -289,7 +290,7 @@ def test_cancel_over_http_stops_a_running_session(server: Server) -> None:
 
 
 def test_a_follow_up_message_reaches_a_running_session_and_not_a_finished_one(
-    server: Server,
+    server: KeelServer,
 ) -> None:
     client = server.client()
     session_id = create_session(client, long_goal(6), scriptedLatencyMs=60)
@@ -302,11 +303,17 @@ def test_a_follow_up_message_reaches_a_running_session_and_not_a_finished_one(
     assert wait_until_final(client, session_id)["status"] == "done"
     messages = [e for e in event_log(client, session_id) if e["type"] == "session.message"]
     assert [m["payload"] for m in messages] == [{"text": "also part 7", "number": 1}]
+    later_contexts = [
+        e["payload"]["facts"]
+        for e in event_log(client, session_id)
+        if e["type"] == "context.assembled" and e["seq"] > messages[0]["seq"]
+    ]
+    assert any(f["key"] == "user.message.1" for facts in later_contexts for f in facts)
     late = client.post(f"/v1/sessions/{session_id}/messages", json={"text": "one more"})
     assert "has already ended" in _problem(late, 409)["detail"]
 
 
-def test_a_session_on_a_workspace_offers_its_patch_for_download(server: Server) -> None:
+def test_a_session_on_a_workspace_offers_its_patch_for_download(server: KeelServer) -> None:
     workspace = server.workspace_root / "calc"
     workspace.mkdir()
     (workspace / "calc.py").write_text("def add(a, b):\n    return a - b\n")

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,11 +29,11 @@ from keel import Keel
 from keel.cli.builtin_team import default_team
 from keel.events import kinds
 from keel.types import TraceEvent
+from keel_server import KEEL, KeelServer
 
 psycopg = pytest.importorskip("psycopg")
 sql = psycopg.sql
 
-KEEL = [sys.executable, "-m", "keel.cli"]
 SESSIONS = 50
 WORKERS = 3
 LEASE_S = 3
@@ -63,43 +61,35 @@ SIDE_EFFECT_TEST = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Cluster:
-    """An API node and workers on one PostgreSQL schema, sharing one KEEL_HOME (as
-    processes on one machine do)."""
+    """An API node (`keel serve --workers 0`) and `keel worker`s on one PostgreSQL schema,
+    sharing one KEEL_HOME (as processes on one machine do)."""
 
     root: Path
     database_url: str
-    port: int = field(default_factory=_free_port)
+    api: KeelServer = field(init=False)
     processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+    """The workers, by name."""
+
+    def __post_init__(self) -> None:
+        env = {"KEEL_DATABASE_URL": self.database_url}
+        self.api = KeelServer(self.root, "--workers", "0", env=env)
 
     @property
     def home(self) -> Path:
-        return self.root / "home"
+        return self.api.home
 
     @property
     def workspaces(self) -> Path:
-        return self.root / "workspaces"
+        return self.api.workspace_root
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.api.url
 
     def env(self) -> dict[str, str]:
-        kept = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-        return {
-            **kept,
-            "KEEL_HOME": str(self.home),
-            "KEEL_DATABASE_URL": self.database_url,
-            "PYTHONUNBUFFERED": "1",
-        }
+        return self.api.process_env()
 
     def start(self, name: str, *args: str) -> subprocess.Popen[Any]:
         with (self.root / f"{name}.log").open("ab") as log:
@@ -111,33 +101,8 @@ class Cluster:
 
     def serve(self) -> str:
         """Start the API node; return the admin token it made."""
-        self.workspaces.mkdir(parents=True, exist_ok=True)
-        self.home.mkdir(parents=True, exist_ok=True)  # PostgreSQL puts no file there
-        self.start(
-            "api",
-            "serve",
-            "--workers",
-            "0",
-            "--port",
-            str(self.port),
-            "--workspace-root",
-            str(self.workspaces),
-            "--log-level",
-            "warning",
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            self.check_alive("api")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return (self.home / "admin.token").read_text().strip()
-            time.sleep(0.05)
-        pytest.fail(f"keel serve was not ready within {START_TIMEOUT_S:g} s:\n{self.logs()}")
-
-    def check_alive(self, name: str) -> None:
-        process = self.processes[name]
-        if process.poll() is not None:
-            pytest.fail(f"{name} exited with {process.returncode}:\n{self.logs()}")
+        self.api.start()
+        return self.api.admin_token
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown code runs, as when a machine dies."""
@@ -149,6 +114,7 @@ class Cluster:
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        self.api.stop()
         for process in self.processes.values():
             try:
                 process.wait(15)

@@ -30,7 +30,7 @@ from keel.cli.view import STATUS_STYLE, describe
 from keel.errors import ConfigError
 from keel.events import EventLog, kinds
 from keel.orchestrator import Keel
-from keel.types import JsonObject, Session, TraceEvent
+from keel.types import Session, TraceEvent
 
 PAGE = 1000
 CHATTER = frozenset({kinds.MODEL_DELTA, kinds.CONTEXT_ASSEMBLED})
@@ -59,27 +59,9 @@ def _offset(seconds: float) -> str:
     return f"+{rest:.3f}s"
 
 
-def _summary(event: TraceEvent) -> str:
-    p: JsonObject = event.payload
-    match event.type:
-        case kinds.APPROVAL_REQUESTED:
-            return (
-                f"{p.get('agent')} asks to run {p.get('tool')}: {'; '.join(p.get('reasons', []))}"
-            )
-        case kinds.APPROVAL_ANSWERED | kinds.APPROVAL_APPLIED:
-            by = f" by {p['by']}" if p.get("by") else ""
-            return f"{p.get('approvalId')} {p.get('decision')}{by}"
-        case kinds.HANDOFF:
-            note = f": {p['note']}" if p.get("note") else ""
-            return f"{p.get('from')} → {p.get('to')}{note}"
-        case kinds.TASK_DELEGATED:
-            return f"→ {p.get('agent')} ({p.get('role')}): {p.get('goal')}"
-    return describe(event)
-
-
 def _style(event: TraceEvent) -> str:
     p = event.payload
-    if event.type == kinds.SESSION_FAILED or (
+    if event.type in (kinds.SESSION_FAILED, kinds.WORKSPACE_MERGE_CONFLICT) or (
         event.type == kinds.TASK_STATUS and p.get("to") == "failed"
     ):
         return "bold red"
@@ -148,7 +130,7 @@ class Timeline:
             Text(event.actor, "dim" if event.actor == "keel" else "bold"),
             Text("  " * depth + number),
             Text(event.type, _style(event)),
-            Text(_summary(event)),
+            Text(describe(event)),
         )
 
     def render(self) -> Group:

@@ -38,6 +38,17 @@ def describe(event: TraceEvent) -> str:
         case kinds.SESSION_STARTED | kinds.SESSION_RESUMED:
             where = f" at step {p['step']} ({p.get('node')})" if "step" in p else ""
             return f"run {p.get('runId')}{where}"
+        case kinds.SESSION_QUEUED:
+            return "waiting for a worker"
+        case kinds.SESSION_CLAIMED:
+            return f"worker {p.get('workerId')} runs it (claim {p.get('claim')})"
+        case kinds.SESSION_MESSAGE:
+            return f"#{p.get('number')} from {event.actor}: {_clip(str(p.get('text', '')), 60)}"
+        case kinds.A2A_TASK_OPENED:
+            return f"A2A task of {event.actor}, context {p.get('contextId')}"
+        case kinds.CANCEL_REQUESTED:
+            what = f"task {p['taskId']}" if p.get("taskId") else "the session"
+            return f"{what}: {_clip(str(p.get('reason', '')), 60)}"
         case kinds.TASK_CREATED:
             agent = f" → {p['assignedAgent']}" if p.get("assignedAgent") else ""
             return f"{_clip(str(p.get('goal', '')), 60)}{agent}"
@@ -66,6 +77,18 @@ def describe(event: TraceEvent) -> str:
             mark = "ok" if p.get("ok") else "error"
             output = _clip(str(p.get("output", "")), 60)
             return f"{p.get('tool')} {mark} in {p.get('durationMs')} ms: {output}"
+        case kinds.TASK_DELEGATED:
+            return f"→ {p.get('agent')} ({p.get('role')}): {p.get('goal')}"
+        case kinds.HANDOFF:
+            note = f": {p['note']}" if p.get("note") else ""
+            return f"{p.get('from')} → {p.get('to')}{note}"
+        case kinds.APPROVAL_REQUESTED:
+            return (
+                f"{p.get('agent')} asks to run {p.get('tool')}: {'; '.join(p.get('reasons', []))}"
+            )
+        case kinds.APPROVAL_ANSWERED | kinds.APPROVAL_APPLIED:
+            by = f" by {p['by']}" if p.get("by") else ""
+            return f"{p.get('approvalId')} {p.get('decision')}{by}"
         case kinds.GUARDRAIL_DECISION:
             return f"{p.get('verdict')} {p.get('tool')}: {'; '.join(p.get('reasons', []))}"
         case kinds.MODEL_DELTA:
@@ -94,16 +117,46 @@ def describe(event: TraceEvent) -> str:
             return f"{p.get('kind')} {p.get('path')}{branch}"
         case kinds.WORKSPACE_SNAPSHOT:
             return f"snapshot {p.get('number')} ({p.get('commit')}): {p.get('label')}"
+        case kinds.WORKSPACE_TASK_OPENED:
+            return f"{p.get('path')}, from task {p.get('parentTaskId')}'s files"
+        case kinds.WORKSPACE_MERGED:
+            files = _clip(", ".join(p.get("files", [])), 50) or "no change"
+            snap = f" (snapshot {p['snapshot']})" if "snapshot" in p else ""
+            return f"into task {p.get('into')}: {files}{snap}"
+        case kinds.WORKSPACE_MERGE_CONFLICT:
+            if "files" not in p:  # the merge itself failed
+                return f"not merged into task {p.get('into')}: {_clip(str(p.get('reason')), 60)}"
+            files = _clip(", ".join(p.get("files", [])), 40)
+            kept = f", the conflict as {p['artifactId']}" if p.get("artifactId") else ""
+            return f"with task {p.get('into')} in {files}; kept on {p.get('branch')}{kept}"
+        case kinds.WORKSPACE_TASK_DISCARDED:
+            artifact = p.get("artifactId")
+            change = f"its change is {artifact}" if artifact else "no change"
+            return f"{p.get('branch')} removed unmerged; {change}"
+        case kinds.CONTEXT_ASSEMBLED:
+            seen = f"{len(p.get('messages', []))} messages, {len(p.get('facts', []))} facts"
+            return f"{p.get('agent')} sees {seen} ({p.get('memoryScope')} memory)"
+        case kinds.FACT_WRITTEN | kinds.DECISION_RECORDED:
+            said = f": {_clip(str(p['decision']), 40)}" if "decision" in p else ""
+            return f"{p.get('key')} v{p.get('version')} in {p.get('scope')}{said}"
+        case kinds.ARTIFACT_STORED:
+            return f"{p.get('artifactId')} {p.get('name')} ({p.get('type')}, {p.get('size')} bytes)"
+        case kinds.ARTIFACT_LINKED:
+            return f"{p.get('artifactId')} → task {p.get('taskId')}"
+        case kinds.BLACKBOARD_DENIED:
+            return f"{p.get('agent')} may not {p.get('action')}: {_clip(str(p.get('reason')), 60)}"
         case kinds.SESSION_COMPLETED:
             return _clip(str(p.get("finalAnswer", "")))
-        case kinds.SESSION_FAILED:
+        case kinds.SESSION_FAILED | kinds.SESSION_CANCELLED:
             return _clip(str(p.get("reason", "")))
     return _clip(str(p))
 
 
 def event_line(event: TraceEvent) -> Text:
     stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
-    style = "red" if event.type in (kinds.SESSION_FAILED,) else "cyan"
+    style = (
+        "red" if event.type in (kinds.SESSION_FAILED, kinds.WORKSPACE_MERGE_CONFLICT) else "cyan"
+    )
     line = Text()
     line.append(f"{event.seq:>5} ", "dim")
     line.append(f"{stamp} ", "dim")

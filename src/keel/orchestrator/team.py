@@ -6,90 +6,48 @@ checkpointed: a resumed session does not pay again for a model call that finishe
 tool call with side effects that a crash interrupted is reported, not re-run. Without a
 planner the goal is a single task; without a reviewer the last answers are the result.
 
-On a session worktree (a git repository), a task whose agent can change files works in a
-worktree of its own, opened at its first tool batch from its parent's files as they are
-then (the session's, or the delegating task's); read-only tasks work in their parent's.
-When the task is done, a `merge` node merges its worktree back into its parent's; the
-node's result records the merge, and a merge a crash cut short is found again rather than
-repeated. A conflict is never resolved by overwriting: nothing is merged, the conflict is
-kept as an artifact, and the parent (the root task, for a planned task) is blocked, so
-the session ends failed and says why. A failed task's worktree is removed, its change
-kept as an artifact.
+This module owns the flow itself and the task nodes (`model`, `tools`); the others live
+beside it: the `plan` node in `team_plan`, a person's approvals in `team_approvals`, task
+worktrees and the `merge` node in `task_workspaces`, running a tool batch in
+`tool_batch`, the fold of results in `team_reduce`, the end in `team_outcome`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from keel.blackboard import Actor
 from keel.errors import ModelError, PlanError
 from keel.events import kinds
-from keel.guardrails import Policy, approvals, grants
-from keel.guardrails.approvals import Approval, ApprovalKind
+from keel.guardrails import Policy, grants
+from keel.guardrails.approvals import Approval
 from keel.ids import new_id
-from keel.models import Message, ModelSettings, RetryingModel, ToolCall, Usage, resolve_model
-from keel.orchestrator.budget import Overrun, overrun, remaining_s
+from keel.models import Message, ModelSettings, RetryingModel, ToolCall, resolve_model
+from keel.orchestrator import team_approvals, team_outcome
+from keel.orchestrator.budget import Overrun, Spent, overrun, remaining_s
 from keel.orchestrator.context import Blackboard, assemble
-from keel.orchestrator.delegation import (
-    admit,
-    answer_parent,
-    delegate,
-    handoff,
-    reduce_delegated,
-    remaining,
-)
+from keel.orchestrator.delegation import admit, delegate, handoff, remaining
 from keel.orchestrator.flow import Flow
-from keel.orchestrator.planner import PLAN_FORMAT, Plan, PlannedTask, parse_plan
-from keel.orchestrator.router import (
-    ROUTER_ROLE,
-    NoRoute,
-    Route,
-    read_router_answer,
-    route,
-    router_prompt,
-)
-from keel.orchestrator.team_state import Remembered, TaskRun, TeamState
-from keel.orchestrator.turn import call_model, next_batch, run_tools
+from keel.orchestrator.task_workspaces import TaskWorkspaces, merge_nodes, note_opened, writes
+from keel.orchestrator.team_plan import PLANNER_ROLE, by_role, plan
+from keel.orchestrator.team_reduce import reduce
+from keel.orchestrator.team_state import TaskRun, TeamState
+from keel.orchestrator.tool_batch import run_batch
+from keel.orchestrator.turn import call_model, next_batch
 from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.registry.tasks import TaskRegistry
 from keel.store import Tx
-from keel.tools import Tool, ToolContext, ToolExecutor, ToolOutcome
-from keel.tools.blackboard import BLACKBOARD_TOOL_NAMES
+from keel.tools import Tool, ToolContext, ToolExecutor
 from keel.tools.orchestration import ORCHESTRATION_TOOLS
-from keel.types import (
-    AgentDefinition,
-    ArtifactType,
-    Budget,
-    JsonObject,
-    MemoryScope,
-    Session,
-    SessionStatus,
-    TaskStatus,
-)
+from keel.types import AgentDefinition, Budget, JsonObject, Session, TaskStatus
 from keel.workspace.errors import WorkspaceError
-from keel.workspace.model import Workspace, WorkspaceKind
-from keel.workspace.snapshots import final_patch, snapshot
+from keel.workspace.model import Workspace
 from keel.workspace.worktrees import WorkspaceManager
 
-PLANNER_ROLE = "planner"
-REVIEWER_ROLE = "reviewer"
 MAX_BAD_TURNS = 3
 
 WORKSPACE_NOTE = "You work in a workspace directory; tool paths are relative to its root."
-RECORD_TOOLS = ORCHESTRATION_TOOLS | BLACKBOARD_TOOL_NAMES
-"""Tools that change Keel's records, not files: an agent with only these does not write."""
-
-
-def _subject(tool: str, arguments: JsonObject) -> str:
-    """What a remembered approval is about: the command, the path, or the arguments."""
-    for key in ("command", "path"):
-        if isinstance(arguments.get(key), str):
-            return str(arguments[key])
-    return json.dumps(arguments, sort_keys=True)
 
 
 class TeamFlow(Flow[TeamState]):
@@ -123,7 +81,6 @@ class TeamFlow(Flow[TeamState]):
         self._run_id = run_id
         self.approval_wait_s = approval_wait_s
         self.policy = policy
-        self.snapshots = snapshots
         self.agents = {agent.name: agent for agent in agents}
         self._settings = settings or ModelSettings()
         self._models: dict[str, RetryingModel] = {}
@@ -132,15 +89,9 @@ class TeamFlow(Flow[TeamState]):
         self._executors: dict[str, ToolExecutor] = {}
         self.workspace = workspace
         self.task_budget = task_budget
-        self.workspaces = workspaces
-        self._task_workspaces: dict[str, Workspace] = {}
-        self._worktree_lock = asyncio.Lock()
+        self.task_workspaces = TaskWorkspaces(session.id, snapshots, workspaces, blackboard)
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _by_role(self, role: str) -> AgentDefinition | None:
-        matching = sorted((a for a in self.agents.values() if a.role == role), key=lambda a: a.name)
-        return matching[0] if matching else None
 
     def _model(self, agent: AgentDefinition) -> RetryingModel:
         if agent.name not in self._models:
@@ -171,59 +122,6 @@ class TeamFlow(Flow[TeamState]):
         network = grants(agent.permissions, "network:external")
         return ToolContext(workspace, self.session.id, task_id, agent.name, network=network)
 
-    # -- task worktrees ----------------------------------------------------------------------
-
-    @property
-    def task_worktrees(self) -> bool:
-        """Whether writing tasks get worktrees of their own: on a session worktree, with a
-        manager to make them (a plain directory has no branches to merge)."""
-        return (
-            self.workspaces is not None
-            and self.snapshots is not None
-            and self.snapshots.kind is WorkspaceKind.WORKTREE
-        )
-
-    def _writes(self, agent: AgentDefinition) -> bool:
-        """Whether the agent can change files: it has a tool that is not read-only, other
-        than the orchestration and blackboard tools (they change Keel's records only)."""
-        return any(
-            not tool.read_only and name not in RECORD_TOOLS
-            for name, tool in self._executor(agent).tools.items()
-        )
-
-    async def _workspace_of(
-        self, state: TeamState, task_id: str, *, open_own: bool = False
-    ) -> Workspace | None:
-        """Where a task works: its own worktree (opened, with `open_own`, when its agent
-        writes), else its parent's workspace, up to the session's."""
-        if not self.task_worktrees or task_id == state.root_task_id:
-            return self.snapshots
-        parent = await self._workspace_of(state, state.parents.get(task_id, state.root_task_id))
-        writes = open_own and self._writes(self.agents[state.assigned[task_id]])
-        if task_id not in state.worktrees and not writes:
-            return parent
-        assert parent is not None
-        assert self.workspaces is not None
-        async with self._worktree_lock:
-            if task_id not in self._task_workspaces:
-                # The same worktree after a crash: its path and branch are the task's id.
-                opened = await self.workspaces.open_task(parent, task_id)
-                self._task_workspaces[task_id] = opened
-        return self._task_workspaces[task_id]
-
-    def _note_opened(
-        self, unit: Unit, state: TeamState, task_id: str, workspace: Workspace | None
-    ) -> JsonObject:
-        """The result's record of a worktree the task opened in this node (empty if none)."""
-        if workspace is None or workspace.task_id != task_id or task_id in state.worktrees:
-            return {}
-        opened: JsonObject = {"path": str(workspace.root), "branch": workspace.branch}
-        parent_id = state.parents.get(task_id, state.root_task_id)
-        unit.emit(
-            kinds.WORKSPACE_TASK_OPENED, {**opened, "parentTaskId": parent_id}, task_id=task_id
-        )
-        return {"worktree": opened}
-
     def _opening(self, state: TeamState, task_id: str) -> list[Message]:
         agent = self.agents[state.assigned[task_id]]
         system = "\n\n".join(p for p in (agent.instructions.strip(), WORKSPACE_NOTE) if p)
@@ -242,6 +140,15 @@ class TeamFlow(Flow[TeamState]):
     def _task_budget(self, state: TeamState, task_id: str) -> Budget | None:
         return state.budgets.get(task_id) or self.task_budget
 
+    def _budgets(
+        self, state: TeamState, task_id: str, run: TaskRun
+    ) -> list[tuple[Budget | None, Spent]]:
+        """The session's and the task's budgets, each with what it has spent."""
+        return [
+            (self.session.budget, state.spent()),
+            (self._task_budget(state, task_id), run.spent()),
+        ]
+
     def _overrun(self, state: TeamState, task_id: str, run: TaskRun) -> Overrun | None:
         return overrun("session", self.session.budget, state.spent()) or overrun(
             "task", self._task_budget(state, task_id), run.spent()
@@ -251,7 +158,7 @@ class TeamFlow(Flow[TeamState]):
 
     def start(self, unit: Unit) -> TeamState:
         root_id = new_id("t")
-        planner = self._by_role(PLANNER_ROLE)
+        planner = by_role(self.agents, PLANNER_ROLE)
         session = self.session
 
         def create_root(tx: Tx) -> None:
@@ -273,11 +180,7 @@ class TeamFlow(Flow[TeamState]):
             return [] if "plan" in running else [Node("plan", "plan", state.root_task_id)]
         busy = {node_id.split(":")[1] for node_id in running if node_id.count(":") >= 2}
         # A merge finishes work already done: it runs even when nothing new may start.
-        nodes = [
-            Node(f"merge:{t}:{state.parents.get(t, state.root_task_id)}", "merge", t)
-            for t in state.merging
-            if t not in busy
-        ]
+        nodes = merge_nodes(state, busy)
         if state.error is not None and self.fail_fast:
             return nodes
         root_blocked = state.root_task_id in state.blocked
@@ -327,17 +230,20 @@ class TeamFlow(Flow[TeamState]):
         started = time.perf_counter()
         if node.kind == "plan":
             try:
-                result = await self._plan(state, unit)
+                result = await plan(
+                    self.session, self.agents, self._model, unit, state.root_task_id
+                )
             except (ModelError, PlanError) as error:
                 result = {"error": str(error)}
         elif node.kind == "model":
             result = await self._model_turn(node, state, unit)
         elif node.kind == "merge":
-            result = await self._merge(node, state, unit)
+            assert node.task_id is not None
+            result = await self.task_workspaces.merge(state, node.task_id, unit)
         else:
             result = await self._tool_batch(node, state, unit)
         if "error" in result and node.task_id is not None:
-            await self._discard(unit, state, node.task_id)
+            await self.task_workspaces.discard(unit, state, node.task_id)
         result.setdefault("elapsedMs", round((time.perf_counter() - started) * 1000, 3))
         return result
 
@@ -350,281 +256,27 @@ class TeamFlow(Flow[TeamState]):
         tool = self._executor(agent).tool(call.name)
         if tool is None or tool.idempotent or call.id in run.approved:
             return None
-        unit.emit(
-            kinds.TOOL_INTERRUPTED,
-            {"callId": call.id, "tool": call.name, "arguments": call.arguments},
-            task_id=node.task_id,
-        )
-        reasons = [
-            f"{call.name} was running when the process died and may have taken effect; "
-            "allow to run it again, deny to tell the agent it was not"
-        ]
-        return self._ask(unit, node.task_id, agent, call, "interrupted", 50, reasons)
-
-    def _ask(
-        self,
-        unit: Unit,
-        task_id: str,
-        agent: AgentDefinition,
-        call: ToolCall,
-        kind: ApprovalKind,
-        risk: int,
-        reasons: list[str],
-    ) -> JsonObject:
-        """Ask a person about a call: a durable request, and the task blocked until then."""
-        approval_id, run_id, session_id = new_id("a"), unit.run_id, unit.session_id
         wait_s = self.approval_wait_s
-
-        def ask(tx: Tx) -> None:
-            approvals.request_in(
-                tx,
-                run_id,
-                session_id=session_id,
-                task_id=task_id,
-                agent=agent.name,
-                call_id=call.id,
-                tool=call.name,
-                arguments=call.arguments,
-                kind=kind,
-                risk=risk,
-                reasons=reasons,
-                wait_s=wait_s,
-                approval_id=approval_id,
-            )
-            TaskRegistry.transition_in(
-                tx,
-                run_id,
-                task_id,
-                TaskStatus.BLOCKED,
-                reason=f"waiting for approval {approval_id}",
-            )
-
-        unit.do(ask)
-        return {"approval": {"id": approval_id, "callId": call.id}}
+        return team_approvals.ask_interrupted(unit, node.task_id, agent, call, wait_s)
 
     def waiting(self, state: TeamState) -> bool:
         return any(run.awaiting for run in state.runs.values())
 
     def on_answer(self, state: TeamState, approval: Approval, unit: Unit) -> TeamState:
-        task_id = approval.task_id
-        run = state.runs.get(task_id)
-        if run is None or run.awaiting != approval.id:
-            return state
-        run = run.model_copy(
-            update={
-                "awaiting": None,
-                "approved": {**run.approved, approval.call_id: approval.allowed},
-            }
-        )
-        remembered = list(state.remembered)
-        if approval.remember and approval.allowed:
-            subject = _subject(approval.tool, approval.arguments)
-            remembered.append(Remembered(agent=approval.agent, tool=approval.tool, subject=subject))
-        run_id = unit.run_id
-        unit.do(
-            lambda tx: TaskRegistry.transition_in(
-                tx,
-                run_id,
-                task_id,
-                TaskStatus.RUNNING,
-                reason=f"approval {approval.id}: {approval.status}",
-            )
-        )
-        unit.emit(
-            kinds.APPROVAL_APPLIED,
-            {"approvalId": approval.id, "decision": approval.status, "callId": approval.call_id},
-            task_id=task_id,
-        )
-        return state.model_copy(
-            update={"runs": {**state.runs, task_id: run}, "remembered": remembered}
-        )
+        return team_approvals.answer(state, approval, unit)
 
     def reduce(self, state: TeamState, node: Node, result: JsonObject) -> TeamState:
-        elapsed = float(result.get("elapsedMs", 0.0))
-        if node.kind == "plan":
-            return self._reduce_plan(state, result, elapsed)
-        assert node.task_id is not None
-        task_id = node.task_id
-        if node.kind == "merge":
-            return self._reduce_merge(state, task_id, result, elapsed)
-        if "worktree" in result:
-            worktrees = {**state.worktrees, task_id: result["worktree"]["path"]}
-            state = state.model_copy(update={"worktrees": worktrees})
-        agent = state.assigned[task_id]
-        run = state.runs.get(task_id) or TaskRun(messages=self._opening(state, task_id))
-        usage = Usage.model_validate(result.get("usage", {}))
-        run = run.model_copy(
-            update={"usage": run.usage + usage, "elapsed_ms": run.elapsed_ms + elapsed}
-        )
-        state = state.charged(agent, task_id, usage, elapsed)
-        if node.kind == "model" and "message" in result:
-            message = Message.model_validate(result["message"])
-            bad = any(call.invalid_arguments is not None for call in message.tool_calls)
-            run = run.model_copy(
-                update={
-                    "messages": [*run.messages, message],
-                    "pending": message.tool_calls,
-                    "turns": run.turns + 1,
-                    "bad_turns": run.bad_turns + 1 if bad else 0,
-                }
-            )
-        elif node.kind == "tools" and "approval" in result:
-            run = run.model_copy(update={"awaiting": result["approval"]["id"]})
-            return state.model_copy(update={"runs": {**state.runs, task_id: run}})
-        elif node.kind == "tools" and "delegated" in result:
-            return reduce_delegated(state, task_id, run, result)
-        elif node.kind == "tools" and "handoff" in result:
-            return self._reduce_handoff(state, task_id, run, result["handoff"])
-        elif node.kind == "tools":
-            outcomes = result["outcomes"]
-            answers = [
-                Message(role="tool", content=o["output"], tool_call_id=o["callId"])
-                for o in outcomes
-            ]
-            run = run.model_copy(
-                update={
-                    "messages": [*run.messages, *answers],
-                    "pending": run.pending[len(outcomes) :],
-                }
-            )
-        runs = {**state.runs, task_id: run}
-        update: dict[str, object] = {"runs": runs}
-        if "error" in result:
-            runs.pop(task_id)
-            skipped = [t for t in result.get("cancelledDependents", []) if t not in state.finished]
-            for dependent in skipped:
-                runs.pop(dependent, None)
-            if task_id not in state.parents:  # a delegated task's failure goes to its parent
-                update["error"] = state.error or f"task {task_id} failed: {result['error']}"
-            update["failed"] = [*state.failed, task_id]
-            update["cancelled"] = [*state.cancelled, *skipped]
-            update["finished"] = [*state.finished, task_id, *skipped]
-            state = state.model_copy(update=update)
-            return answer_parent(state, task_id, f"error: the sub-task failed: {result['error']}")
-        if result.get("done"):
-            runs.pop(task_id)
-            text = result["message"]["content"]
-            if task_id in state.worktrees:  # finished once its change is merged back
-                update["merging"] = {**state.merging, task_id: text}
-                return state.model_copy(update=update)
-            update["outputs"] = {**state.outputs, task_id: text}
-            update["finished"] = [*state.finished, task_id]
-            return answer_parent(state.model_copy(update=update), task_id, text)
-        return state.model_copy(update=update)
-
-    def _reduce_handoff(
-        self, state: TeamState, task_id: str, run: TaskRun, handoff: JsonObject
-    ) -> TeamState:
-        """The task starts over with the new agent: its goal, and the note, nothing else."""
-        state = state.model_copy(update={"assigned": {**state.assigned, task_id: handoff["agent"]}})
-        note = f"{handoff['from']} handed this task to you. Their note: {handoff['note'] or '-'}"
-        fresh = TaskRun(
-            messages=[*self._opening(state, task_id), Message(role="user", content=note)],
-            usage=run.usage,
-            elapsed_ms=run.elapsed_ms,
-        )
-        return state.model_copy(update={"runs": {**state.runs, task_id: fresh}})
+        return reduce(state, node, result, self._opening)
 
     def outcome(self, state: TeamState, unit: Unit) -> Outcome:
-        root_id, run_id = state.root_task_id, unit.run_id
-        usage = state.total_usage()
-        summary: JsonObject = {
-            "tasks": len(state.order),
-            "usage": {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
-            "usageByAgent": {a: u.model_dump() for a, u in state.agent_usage.items()},
-            "usageByTask": {t: u.model_dump() for t, u in state.task_usage.items()},
-            "activeMs": round(state.elapsed_ms, 1),
-        }
-        if state.error is not None or state.blocked:
-            reasons = [state.error] if state.error is not None else []
-            for task_id, why in state.blocked.items():
-                blocked = "the session" if task_id == root_id else f"task {task_id}"
-                reasons.append(f"{blocked} is blocked: {why}")
-            error = "; ".join(reasons)
-            unfinished = [
-                t
-                for t in state.order
-                if t not in state.finished and t not in state.blocked and t not in state.merging
-            ]
-            root_stays = root_id in state.blocked  # blocked, for a person to look at
-
-            def fail(tx: Tx) -> None:
-                for task_id in unfinished:
-                    TaskRegistry.transition_in(
-                        tx, run_id, task_id, TaskStatus.CANCELLED, reason="the session failed"
-                    )
-                if not root_stays:
-                    TaskRegistry.transition_in(tx, run_id, root_id, TaskStatus.FAILED, reason=error)
-
-            unit.do(fail)
-            failed: JsonObject = {"reason": error, **summary}
-            if state.blocked:
-                failed["blocked"] = dict(state.blocked)
-            return Outcome(SessionStatus.FAILED, None, failed)
-        reviewed = [t for t in state.reviews if t in state.outputs]
-        if reviewed:
-            answer = state.outputs[reviewed[-1]]
-        else:
-            answer = "\n".join(
-                state.outputs[t]
-                for t in state.order
-                if t in state.outputs and t not in state.parents
-            )
-        if state.cancelled:
-            summary["cancelledTasks"] = list(state.cancelled)
-        unit.do(
-            lambda tx: TaskRegistry.transition_in(
-                tx, run_id, root_id, TaskStatus.DONE, output={"text": answer}
-            )
-        )
-        return Outcome(SessionStatus.DONE, answer, {"finalAnswer": answer, **summary})
+        return team_outcome.outcome(state, unit)
 
     def cancel(
         self, state: TeamState, task_ids: Collection[str] | None, unit: Unit
     ) -> tuple[TeamState, set[str]]:
-        # A task waiting for its merge is done: its merge runs on unless the whole session
-        # stops, and then its worktree is left, unmerged, until the session is deleted.
-        unfinished = [t for t in state.order if t not in state.finished and t not in state.merging]
-        if task_ids is None:
-            chosen = set(unfinished)
-        else:
-            asked = set(task_ids)
-            related = asked | state.dependents(asked)
-            related |= state.descendants(related)
-            chosen = {t for t in related if t in unfinished}
-        whole = task_ids is None or state.root_task_id in (task_ids or ())
-        if whole:
-            chosen = set(unfinished)
-        order = [t for t in unfinished if t in chosen]
-        run_id, root_id = unit.run_id, state.root_task_id
-        asked_for = set(task_ids or ())
+        return team_outcome.cancel(state, task_ids, unit)
 
-        def cancel_tasks(tx: Tx) -> None:
-            for task_id in order:
-                reason = (
-                    "cancelled"
-                    if task_id in asked_for or whole
-                    else "a task it needs was cancelled"
-                )
-                TaskRegistry.transition_in(tx, run_id, task_id, TaskStatus.CANCELLED, reason=reason)
-            if whole:
-                TaskRegistry.transition_in(
-                    tx, run_id, root_id, TaskStatus.CANCELLED, reason="the session was cancelled"
-                )
-
-        unit.do(cancel_tasks)
-        runs = {t: run for t, run in state.runs.items() if t not in chosen}
-        new_state = state.model_copy(
-            update={
-                "runs": runs,
-                "planned": True,
-                "cancelled": [*state.cancelled, *order],
-                "finished": [*state.finished, *order],
-            }
-        )
-        return new_state, chosen | ({root_id} if whole else set())
-
-    # -- the nodes ----------------------------------------------------------------------------
+    # -- the task nodes ----------------------------------------------------------------------
 
     def _fail_task(self, unit: Unit, state: TeamState, task_id: str, reason: str) -> JsonObject:
         """Fail the task and cancel what depends on it; return the node's result."""
@@ -655,12 +307,7 @@ class TeamFlow(Flow[TeamState]):
             return self._over_budget(unit, state, task_id, spent)
         executor = self._executor(agent)
         specs = [tool.spec() for tool in executor.tools.values()]
-        time_left = remaining_s(
-            [
-                (self.session.budget, state.spent()),
-                (self._task_budget(state, task_id), run.spent()),
-            ]
-        )
+        time_left = remaining_s(self._budgets(state, task_id, run))
         messages = await assemble(
             self.blackboard, agent, run.messages, unit, task_id, state.parents.get(task_id)
         )
@@ -708,19 +355,21 @@ class TeamFlow(Flow[TeamState]):
     async def _tool_batch(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
         task_id = node.task_id
         assert task_id is not None
+        agent = self.agents[state.assigned[task_id]]
+        own = writes(self._executor(agent).tools)
         try:
-            workspace = await self._workspace_of(state, task_id, open_own=True)
+            workspace = await self.task_workspaces.of(state, task_id, writes=own)
         except WorkspaceError as error:
             reason = f"its worktree could not be opened: {error}"
             return {"outcomes": [], **self._fail_task(unit, state, task_id, reason)}
-        opened = self._note_opened(unit, state, task_id, workspace)
+        opened = note_opened(unit, state, task_id, workspace)
         return {**await self._calls(state, task_id, unit, workspace), **opened}
 
     async def _calls(
         self, state: TeamState, task_id: str, unit: Unit, workspace: Workspace | None
     ) -> JsonObject:
         """Run the task's next batch of tool calls in `workspace` (None: the directory given,
-        without snapshots)."""
+        without snapshots), once a person has answered what a guardrail asks about."""
         agent = self.agents[state.assigned[task_id]]
         executor = self._executor(agent)
         batch: list[ToolCall] = next_batch(state.runs[task_id].pending, executor)
@@ -735,169 +384,17 @@ class TeamFlow(Flow[TeamState]):
             decision = executor.decide(agent, call, workspace=path)
             if decision is None or decision.verdict != "ask":
                 continue
-            if any(
-                rule.agent == agent.name
-                and rule.tool == call.name
-                and rule.subject == _subject(call.name, call.arguments)
-                for rule in state.remembered
-            ):
+            if team_approvals.remembered(state, agent, call):
                 answers[call.id] = True
                 continue
             risk = decision.risk if isinstance(decision.risk, int) else round(decision.risk * 100)
-            return self._ask(unit, task_id, agent, call, "guardrail", risk, decision.reasons)
-        refused = [c for c in batch if answers.get(c.id) is False]
-        runnable = [c for c in batch if answers.get(c.id) is not False]
-        writes = any(
-            (tool := executor.tool(c.name)) is not None and not tool.read_only for c in runnable
-        )
-        names = ", ".join(c.name for c in runnable)
-        if writes:
-            await self._snapshot(unit, workspace, task_id, f"before {names}")
-        context = self._context(agent, task_id, path)
-        outcomes = await run_tools(executor, agent, runnable, context, unit, answers)
-        if writes:
-            await self._snapshot(unit, workspace, task_id, f"after {names}")
-        for call in refused:
-            message = "error: not run: a person denied this call; do not retry it as is"
-            outcomes.append(ToolOutcome(call.id, call.name, message, False, 0.0))
-            unit.emit(
-                kinds.TOOL_RESULT,
-                {"callId": call.id, "tool": call.name, "ok": False, "output": message},
-                task_id=task_id,
-                actor=agent.name,
+            reasons = decision.reasons
+            wait_s = self.approval_wait_s
+            return team_approvals.ask(
+                unit, task_id, agent, call, "guardrail", risk, reasons, wait_s
             )
-        order = {call.id: index for index, call in enumerate(batch)}
-        outcomes.sort(key=lambda outcome: order[outcome.call_id])
-        return {"outcomes": [outcome.to_json() for outcome in outcomes]}
-
-    async def _snapshot(
-        self, unit: Unit, workspace: Workspace | None, task_id: str, label: str
-    ) -> None:
-        """Record the workspace's files (a no-op when nothing changed since the last)."""
-        if workspace is None:
-            return
-        taken = await snapshot(workspace, label)
-        payload: JsonObject = {
-            "number": taken.number,
-            "commit": taken.short,
-            "label": taken.label,
-            "filesChanged": taken.files_changed,
-        }
-        unit.emit(kinds.WORKSPACE_SNAPSHOT, payload, task_id=task_id)
-
-    async def _merge(self, node: Node, state: TeamState, unit: Unit) -> JsonObject:
-        """Merge a finished task's worktree into its parent's workspace, once. A conflict,
-        or a merge that fails, merges nothing and blocks the parent."""
-        task_id = node.task_id
-        assert task_id is not None
-        assert self.workspaces is not None
-        parent_id = state.parents.get(task_id, state.root_task_id)
-        branch = f"keel/{self.session.id}.{task_id}"
-        payload: JsonObject = {"into": parent_id}
-        try:
-            parent = await self._workspace_of(state, parent_id)
-            assert parent is not None
-            # Shielded: a cancellation must not leave the parent's files half merged.
-            merged = await asyncio.shield(self.workspaces.merge_task(parent, task_id))
-        except WorkspaceError as error:
-            reason = f"the change of task {task_id} could not be merged back: {error}"
-            return self._block(unit, task_id, reason, {**payload, "branch": branch})
-        payload.update(files=list(merged.files), taskCommit=merged.task_commit)
-        if merged.snapshot is not None:
-            payload["snapshot"] = merged.snapshot.number
-        if merged.merged:
-            self._task_workspaces.pop(task_id, None)
-            unit.emit(kinds.WORKSPACE_MERGED, payload, task_id=task_id)
-            return {"merge": {"merged": True, **payload}}
-        payload.update(branch=branch, worktree=state.worktrees.get(task_id, ""))
-        whose = "the session's" if parent_id == state.root_task_id else f"task {parent_id}'s"
-        reason = (
-            f"the change of task {task_id} conflicts with {whose} files in "
-            f"{', '.join(merged.files)}; nothing was merged"
-        )
-        artifact = await self._keep(
-            unit,
-            parent_id,
-            f"merge-conflict-{task_id}.patch",
-            f"{reason}.\nThe task's work: branch {branch}, worktree {payload['worktree']}.\n"
-            f"Both sides, from {whose} files to the merge with conflict markers:\n\n"
-            f"{merged.conflict}",
-        )
-        if artifact is not None:
-            payload["artifactId"] = artifact
-            reason += f"; the conflict is artifact {artifact}"
-        return self._block(unit, task_id, f"{reason}; the task's work is on {branch}", payload)
-
-    def _block(self, unit: Unit, task_id: str, reason: str, payload: JsonObject) -> JsonObject:
-        """Block the task the merge of `task_id` was for; return the merge node's result."""
-        run_id, blocked = unit.run_id, str(payload["into"])
-
-        def block(tx: Tx) -> None:
-            if TaskRegistry.get_in(tx, blocked).status is TaskStatus.RUNNING:
-                TaskRegistry.transition_in(tx, run_id, blocked, TaskStatus.BLOCKED, reason=reason)
-
-        unit.do(block)
-        unit.emit(kinds.WORKSPACE_MERGE_CONFLICT, {**payload, "reason": reason}, task_id=task_id)
-        return {"merge": {"merged": False, **payload, "reason": reason}}
-
-    async def _keep(self, unit: Unit, task_id: str, name: str, text: str) -> str | None:
-        """Keep `text` as the session's artifact `name`, linked to the task, once (a node
-        run again after a crash finds it); its id, or None without a blackboard."""
-        if self.blackboard is None:
-            return None
-        store = self.blackboard.artifacts
-        for found in await store.list(session_id=self.session.id):
-            if found.name == name:
-                return found.id
-        actor = Actor("keel", self.session.id, unit.run_id, MemoryScope.SESSION, task_id=task_id)
-        kept = await store.put(text.encode(), name=name, type=ArtifactType.CODE, actor=actor)
-        return kept.id
-
-    async def _discard(self, unit: Unit, state: TeamState, task_id: str) -> None:
-        """Remove a failed task's worktree, unmerged; its change is kept as an artifact."""
-        if task_id not in state.worktrees and task_id not in self._task_workspaces:
-            return
-        assert self.workspaces is not None
-        payload: JsonObject = {}
-        try:
-            child = self._task_workspaces.pop(task_id, None)
-            if child is None:
-                parent_id = state.parents.get(task_id, state.root_task_id)
-                parent = await self._workspace_of(state, parent_id)
-                assert parent is not None
-                child = await self.workspaces.find_task(parent, task_id)
-            if child is None:
-                return
-            payload.update(path=str(child.root), branch=child.branch)
-            patch = await final_patch(child)
-            if patch.strip():
-                artifact = await self._keep(unit, task_id, f"task-{task_id}.patch", patch)
-                if artifact is not None:
-                    payload["artifactId"] = artifact
-            await self.workspaces.discard_task(child)
-        except WorkspaceError:
-            return  # what is left goes with the session (`keel delete`, prune)
-        unit.emit(kinds.WORKSPACE_TASK_DISCARDED, payload, task_id=task_id)
-
-    def _reduce_merge(
-        self, state: TeamState, task_id: str, result: JsonObject, elapsed: float
-    ) -> TeamState:
-        """The task is finished: merged, it answers as any task does; not merged, its
-        parent is blocked and told why."""
-        merge = result["merge"]
-        text = state.merging.get(task_id, "")
-        update: dict[str, object] = {
-            "merging": {t: answer for t, answer in state.merging.items() if t != task_id},
-            "finished": [*state.finished, task_id],
-            "elapsed_ms": state.elapsed_ms + elapsed,
-        }
-        if merge["merged"]:
-            update["outputs"] = {**state.outputs, task_id: text}
-            return answer_parent(state.model_copy(update=update), task_id, text)
-        into, reason = str(merge["into"]), str(merge["reason"])
-        earlier = state.blocked.get(into)
-        update["blocked"] = {**state.blocked, into: f"{earlier}; {reason}" if earlier else reason}
-        return answer_parent(state.model_copy(update=update), task_id, f"error: {reason}")
+        context = self._context(agent, task_id, path)
+        return await run_batch(executor, agent, batch, context, unit, answers, workspace)
 
     def _orchestrate(
         self, state: TeamState, agent: AgentDefinition, call: ToolCall, unit: Unit, task_id: str
@@ -909,151 +406,6 @@ class TeamFlow(Flow[TeamState]):
             return refused  # type: ignore[return-value]
         if call.name == "handoff":
             return handoff(state, self.agents, agent, call, unit, task_id)
-        run = state.runs[task_id]
-        budget = remaining(
-            [
-                (self.session.budget, state.spent()),
-                (self._task_budget(state, task_id), run.spent()),
-            ]
-        )
+        budget = remaining(self._budgets(state, task_id, state.runs[task_id]))
         agents = list(self.agents.values())
         return delegate(state, agents, agent, call, unit, task_id, budget)
-
-    def _reduce_plan(self, state: TeamState, result: JsonObject, elapsed: float) -> TeamState:
-        if "error" in result:
-            return state.model_copy(update={"error": result["error"], "planned": True})
-        planned = result["tasks"]
-        if "agent" in result:
-            state = state.charged(
-                result["agent"],
-                state.root_task_id,
-                Usage.model_validate(result.get("usage", {})),
-                elapsed,
-            )
-        else:
-            state = state.model_copy(update={"elapsed_ms": state.elapsed_ms + elapsed})
-        for charge in result.get("routerCharges", []):
-            usage = Usage.model_validate(charge["usage"])
-            state = state.charged(charge["agent"], state.root_task_id, usage, 0.0)
-        return state.model_copy(
-            update={
-                "planned": True,
-                "order": [t["id"] for t in planned],
-                "depends": {t["id"]: t["dependsOn"] for t in planned},
-                "goals": {t["id"]: t["goal"] for t in planned},
-                "assigned": {t["id"]: t["agent"] for t in planned},
-                "reviews": [t["id"] for t in planned if t["role"] == REVIEWER_ROLE],
-            }
-        )
-
-    async def _plan(self, state: TeamState, unit: Unit) -> JsonObject:
-        planner = self._by_role(PLANNER_ROLE)
-        root_id = state.root_task_id
-        result: JsonObject = {}
-        special = {PLANNER_ROLE, REVIEWER_ROLE, ROUTER_ROLE}
-        others = sorted({a.role for a in self.agents.values()} - special)
-        if planner is None:
-            first = next(
-                (a for a in self.agents.values() if a.role not in special),
-                None,
-            )
-            if first is None:
-                raise PlanError("the session has no agent to do its goal; register a worker")
-            plan = Plan(tasks=[PlannedTask(goal=self.session.goal, role=first.role)])
-            source = "no planner: the goal is one task, for the first agent listed"
-        else:
-            prompt = (
-                f"Goal: {self.session.goal}\n\nRoles you can assign: {', '.join(others)}.\n"
-                f"{PLAN_FORMAT}"
-            )
-            messages = [Message(role="user", content=prompt)]
-            if planner.instructions:
-                messages.insert(0, Message(role="system", content=planner.instructions))
-            turn = await call_model(
-                planner, self._model(planner), messages, [], unit, root_id, None
-            )
-            result = {"agent": planner.name, "usage": turn.response.usage.model_dump()}
-            plan = parse_plan(turn.response.message.content)
-            source = f"planner {planner.name}"
-        charges: list[JsonObject] = []
-        tasks = await self._route(plan, unit, root_id, source, charges)
-        return {**result, "tasks": tasks, "routerCharges": charges}
-
-    async def _choose(
-        self,
-        item: PlannedTask,
-        load: dict[str, int],
-        unit: Unit,
-        root_id: str,
-        charges: list[JsonObject],
-    ) -> Route:
-        """The rules' choice; when they find no one, the router agent's."""
-        agents = list(self.agents.values())
-        try:
-            return route(item.role, agents, load, item.capabilities)
-        except NoRoute:
-            router = self._by_role(ROUTER_ROLE)
-            if router is None:
-                raise
-        prompt = router_prompt(item.goal, item.role, item.capabilities, agents)
-        messages = [Message(role="user", content=prompt)]
-        turn = await call_model(router, self._model(router), messages, [], unit, root_id, None)
-        charges.append({"agent": router.name, "usage": turn.response.usage.model_dump()})
-        chosen = read_router_answer(turn.response.message.content, agents)
-        return Route(chosen, f"router {router.name} chose it (no agent matched the rules)")
-
-    async def _route(
-        self, plan: Plan, unit: Unit, root_id: str, source: str, charges: list[JsonObject]
-    ) -> list[JsonObject]:
-        load: dict[str, int] = {}
-        planned: list[JsonObject] = []
-        reasons: list[str] = []
-        ids = [new_id("t") for _ in plan.tasks]
-        for index, item in enumerate(plan.tasks):
-            chosen = await self._choose(item, load, unit, root_id, charges)
-            load[chosen.agent.name] = load.get(chosen.agent.name, 0) + 1
-            planned.append(
-                {
-                    "id": ids[index],
-                    "goal": item.goal,
-                    "role": item.role,
-                    "agent": chosen.agent.name,
-                    "dependsOn": [ids[needed] for needed in plan.dependencies(index)],
-                }
-            )
-            reasons.append(chosen.reason)
-        reviewer = self._by_role(REVIEWER_ROLE)
-        if reviewer is not None:
-            goal = f"Review the results of: {self.session.goal}"
-            planned.append(
-                {
-                    "id": new_id("t"),
-                    "goal": goal,
-                    "role": REVIEWER_ROLE,
-                    "agent": reviewer.name,
-                    "dependsOn": list(ids),
-                }
-            )
-            reasons.append(f"the session's reviewer ({REVIEWER_ROLE})")
-        session_id = self.session.id
-
-        def create_tasks(tx: Tx) -> None:
-            for task in planned:
-                TaskRegistry.create_in(
-                    tx,
-                    unit.run_id,
-                    session_id=session_id,
-                    goal=task["goal"],
-                    parent_id=root_id,
-                    assigned_agent=task["agent"],
-                    input={"role": task["role"]},
-                    task_id=task["id"],
-                )
-
-        unit.do(create_tasks)
-        unit.emit(kinds.PLAN_CREATED, {"source": source, "tasks": planned}, task_id=root_id)
-        for task, reason in zip(planned, reasons, strict=True):
-            unit.emit(
-                kinds.ROUTE_DECIDED, {"agent": task["agent"], "reason": reason}, task_id=task["id"]
-            )
-        return planned

@@ -1,7 +1,16 @@
-"""A real `keel serve` process on a free port with a KEEL_HOME of its own, and what tests
-do with it over HTTP: sessions created and waited for, event logs read, SSE streams parsed.
+"""A real `keel serve` process for tests that need one, and what they do with it over HTTP.
 
-Tests talk to it with httpx, as any client would.
+`KeelServer` runs `python -m keel.cli serve` on a free port, with a KEEL_HOME, a workspace
+root and a log of its own under one folder, and none of the test process's KEEL_
+variables; it is ready once /readyz answers, and reads the admin token the server writes
+on the first start of an empty store. A test may kill it (SIGKILL) or stop it and start it
+again on the same home and port.
+
+The helpers below talk to it with httpx, as any client would: sessions created and waited
+for, event logs read, SSE streams parsed.
+
+Imported as `keel_server` from any test folder: `tests/` is on `sys.path` because
+`tests/conftest.py` lives there.
 """
 
 from __future__ import annotations
@@ -13,8 +22,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +32,7 @@ import pytest
 
 KEEL = [sys.executable, "-m", "keel.cli"]
 START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
 DONE_TIMEOUT_S = 60.0
 FINAL = {"session.completed", "session.failed", "session.cancelled"}
 
@@ -34,52 +44,57 @@ def free_port() -> int:
         return port
 
 
-@dataclass
-class SseEvent:
-    id: int
-    type: str
-    data: dict[str, Any]
+class KeelServer:
+    """One `keel serve` process and how to reach it. Under `root`: its KEEL_HOME (`home`),
+    its log (`log`) and, unless one is given, its workspace root, where it also runs."""
 
-
-@dataclass
-class Server:
-    """One `keel serve` process and how to reach it."""
-
-    home: Path
-    workspace_root: Path
-    port: int
-    args: list[str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    admin_token: str = ""
-    clients: list[httpx.Client] = field(default_factory=list)
+    def __init__(
+        self,
+        root: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        workspace_root: Path | None = None,
+    ) -> None:
+        """`args`: more options for `keel serve`; `env`: variables set for it and for the
+        commands run beside it (as KEEL_DATABASE_URL)."""
+        self.root = root
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.home = root / "home"
+        self.workspace_root = workspace_root or root / "workspaces"
+        self.log = root / "serve.log"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.admin_token = ""
+        self.clients: list[httpx.Client] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-        return {**env, "KEEL_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+    def process_env(self) -> dict[str, str]:
+        """The environment of the server and of the commands run beside it (`keel token`,
+        `keel worker`): this process's without its KEEL_ variables, the home, `env`."""
+        kept = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+        return {**kept, "KEEL_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
 
     def start(self) -> None:
         """Start the process and wait until it is ready."""
+        self.home.mkdir(parents=True, exist_ok=True)  # PostgreSQL stores put no file there
+        self.workspace_root.mkdir(parents=True, exist_ok=True)
         command = [
             *KEEL,
-            "--home",
-            str(self.home),
-            "serve",
-            "--port",
-            str(self.port),
-            "--workspace-root",
-            str(self.workspace_root),
-            "--log-level",
-            "warning",
+            *("--home", str(self.home), "serve", "--port", str(self.port)),
+            *("--workspace-root", str(self.workspace_root), "--log-level", "warning"),
             *self.args,
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=self._env(), stdout=log, stderr=subprocess.STDOUT
+                command,
+                env=self.process_env(),
+                cwd=self.workspace_root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -109,13 +124,14 @@ class Server:
         self.process = None
 
     def stop(self) -> None:
+        """SIGTERM, as an operator stops it; SIGKILL if it does not exit in time."""
         for client in self.clients:
             client.close()
         self.clients.clear()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(10)
+                self.process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
@@ -126,7 +142,7 @@ class Server:
         done = subprocess.run(
             [*KEEL, "--home", str(self.home), "token", "create", user]
             + (["--admin"] if admin else []),
-            env=self._env(),
+            env=self.process_env(),
             capture_output=True,
             text=True,
             check=False,
@@ -136,7 +152,8 @@ class Server:
         return done.stdout.strip()
 
     def client(self, token: str | None = None) -> httpx.Client:
-        """An HTTP client acting for `token` (the admin's by default; "" for none)."""
+        """An HTTP client acting for `token` (the admin's by default; "" for none), closed
+        when the server stops."""
         token = self.admin_token if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         client = httpx.Client(base_url=self.url, headers=headers, timeout=30)
@@ -144,17 +161,17 @@ class Server:
         return client
 
 
+def long_goal(parts: int) -> str:
+    """A goal the built-in planner splits into `parts` sub-tasks done one after another
+    (each costs the coder two scripted model calls)."""
+    return ", ".join(f"look at part {n}" for n in range(1, parts + 1))
+
+
 def create_session(client: httpx.Client, goal: str, **config: Any) -> str:
     response = client.post("/v1/sessions", json={"goal": goal, "config": config})
     assert response.status_code == 201, response.text
     session_id: str = response.json()["id"]
     return session_id
-
-
-def long_goal(parts: int) -> str:
-    """A goal the built-in planner splits into `parts` sub-tasks done one after another
-    (each costs the coder two scripted model calls)."""
-    return ", ".join(f"look at part {n}" for n in range(1, parts + 1))
 
 
 def wait_for_status(
@@ -189,6 +206,13 @@ def event_log(client: httpx.Client, session_id: str) -> list[dict[str, Any]]:
         if not batch:
             return events
         events.extend(batch)
+
+
+@dataclass
+class SseEvent:
+    id: int
+    type: str
+    data: dict[str, Any]
 
 
 def read_sse(
