@@ -9,7 +9,7 @@ import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, TextContent
 
 from keel_server import KeelServer
 
@@ -57,6 +57,25 @@ async def test_an_mcp_client_over_http_lists_tools_starts_a_session_and_reads_it
         record = (await api.get(f"{server.url}/v1/sessions/{session_id}", headers=headers)).json()
     assert record["userId"] == "local"
     assert record["status"] == "done"
+    # The API's rules hold: the session worked in the server's workspace root.
+    assert record["config"]["workspace"] == str(server.workspace_root.resolve())
+
+
+async def test_an_mcp_session_over_http_may_not_work_outside_the_workspace_root(
+    server: KeelServer,
+) -> None:
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(f"{server.url}/mcp", http_client=http) as (read, write, *_),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        refused = await client.call_tool("start_session", {"goal": "Look", "workspace": "/etc"})
+        assert refused.is_error
+        (content,) = refused.content
+        assert isinstance(content, TextContent)
+        assert "workspace root" in content.text
 
 
 def test_the_mcp_endpoint_refuses_a_request_without_a_valid_token(server: KeelServer) -> None:

@@ -14,28 +14,45 @@ from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from keel.errors import ConfigError
 from keel.gateway.mcp_server import build_mcp_server
-from keel.orchestrator import Keel
-from keel.server.tokens import verify_token
+from keel.server.problems import ApiProblem
+from keel.server.routes.sessions import api_session_config
+from keel.server.state import ServerState
+from keel.server.tokens import Caller, verify_token
+from keel.types import JsonObject
 
 PATH = "/mcp"
 
-_user: contextvars.ContextVar[str] = contextvars.ContextVar("keel_mcp_user")
+# Set by `McpHttp` for every request; the SDK carries it into the tool's task.
+_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("keel_mcp_caller")
 
 
 def _current_user() -> str:
-    # Set by `McpHttp` for every request; the SDK carries it into the tool's task.
-    return _user.get()
+    return _caller.get().user_id
 
 
 class McpHttp:
     """An ASGI app: checks the Bearer token, then hands the request to the MCP app."""
 
-    def __init__(self, keel: Keel, *, host: str = "127.0.0.1") -> None:
-        self._keel = keel
-        server = build_mcp_server(keel, start_run=self._start_run, user_id=_current_user)
+    def __init__(self, state: ServerState, *, host: str = "127.0.0.1") -> None:
+        self._state = state
+        self._keel = keel = state.keel
+        server = build_mcp_server(
+            keel,
+            start_run=self._start_run,
+            user_id=_current_user,
+            configure=self._configure,
+        )
         self._server = server
         self._app: ASGIApp = server.streamable_http_app(streamable_http_path=PATH, host=host)
+
+    def _configure(self, config: JsonObject) -> JsonObject:
+        """The session API's rules: workspaces under the server's root, its policy."""
+        try:
+            return api_session_config(self._state, _caller.get(), config)
+        except ApiProblem as problem:
+            raise ConfigError(problem.detail) from None
 
     async def _start_run(self, session_id: str) -> None:
         await self._keel.submit(session_id)
@@ -73,8 +90,8 @@ class McpHttp:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        reset = _user.set(caller.user_id)
+        reset = _caller.set(caller)
         try:
             await self._app(scope, receive, send)
         finally:
-            _user.reset(reset)
+            _caller.reset(reset)

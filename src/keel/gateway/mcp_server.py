@@ -106,6 +106,7 @@ class KeelMcp:
         user_id: str | Callable[[], str],
         workspace: Path | None,
         runs: BackgroundRuns | None,
+        configure: Callable[[JsonObject], JsonObject] | None = None,
     ) -> None:
         self._keel = keel
         self._team = list(team)
@@ -118,6 +119,7 @@ class KeelMcp:
             self._user = lambda: fixed
         self._workspace = workspace
         self._runs = runs
+        self._configure = configure
 
     async def _session(self, session_id: str) -> Session:
         session = await self._keel.sessions.get(session_id)
@@ -162,6 +164,8 @@ class KeelMcp:
             where = workspace or self._workspace
             if where is not None:
                 config["workspace"] = str(where)
+            if self._configure is not None:
+                config = self._configure(config)
             session = await self._keel.create_session(
                 goal, team, user_id=self._user(), config=config
             )
@@ -297,6 +301,7 @@ def build_mcp_server(
     user_id: str | Callable[[], str] = "local",
     team: Sequence[AgentDefinition] | None = None,
     workspace: Path | None = None,
+    configure: Callable[[JsonObject], JsonObject] | None = None,
 ) -> MCPServer[None]:
     """Keel's MCP server on `keel`, for `user_id` (or for whom `user_id()` names at each
     call: the HTTP mount gives the user of the request's token).
@@ -306,7 +311,9 @@ def build_mcp_server(
     the client disconnects; they resume from their checkpoints later). A server whose
     transport enters the lifespan per connection (Streamable HTTP) should pass its own.
     `team` is what a session gets when the caller names no agents (default: the built-in
-    scripted team); `workspace` the directory a session works in when it names none."""
+    scripted team); `workspace` the directory a session works in when it names none;
+    `configure` applies a server's rules to a new session's config (it raises a KeelError
+    to refuse it)."""
     runs: BackgroundRuns | None = None
     if start_run is None:
         runs = BackgroundRuns(keel)
@@ -327,6 +334,7 @@ def build_mcp_server(
         user_id=user_id,
         workspace=workspace,
         runs=runs,
+        configure=configure,
     )
     server: MCPServer[None] = MCPServer(
         "keel", instructions=INSTRUCTIONS, log_level="WARNING", lifespan=lifespan

@@ -50,12 +50,12 @@ class ServerOptions:
     """The address the server listens on (the MCP mount checks Host headers against it)."""
 
 
-def _mcp_app(keel: Keel, host: str) -> McpHttp | None:
+def _mcp_app(state: ServerState, host: str) -> McpHttp | None:
     try:
         from keel.gateway.mcp_http import McpHttp
     except ImportError:  # the `mcp` extra is not installed: no /mcp
         return None
-    return McpHttp(keel, host=host)
+    return McpHttp(state, host=host)
 
 
 class _McpMount:
@@ -91,7 +91,7 @@ def create_app(open_keel: Callable[[], Awaitable[Keel]], options: ServerOptions)
         app.state.keel = state
         runs: list[asyncio.Task[None]] = []
         async with contextlib.AsyncExitStack() as stack:
-            mcp = _mcp_app(keel, options.host)
+            mcp = _mcp_app(state, options.host)
             if mcp is not None:
                 await stack.enter_async_context(mcp.running())
             app.state.mcp = mcp
