@@ -40,17 +40,21 @@ def remembered(state: TeamState, agent: AgentDefinition, call: ToolCall) -> bool
     )
 
 
-def ask(
+def block_for_approval(
     unit: Unit,
     task_id: str,
-    agent: AgentDefinition,
-    call: ToolCall,
+    *,
+    agent: str,
+    call_id: str,
+    tool: str,
+    arguments: JsonObject,
     kind: ApprovalKind,
     risk: int,
     reasons: list[str],
     wait_s: float,
-) -> JsonObject:
-    """Ask a person about a call: a durable request, and the task blocked until then."""
+) -> str:
+    """A durable request for a person's answer, and the task blocked until then (both in
+    the step's transaction); returns the approval's id."""
     approval_id, run_id, session_id = new_id("a"), unit.run_id, unit.session_id
 
     def request(tx: Tx) -> None:
@@ -59,10 +63,10 @@ def ask(
             run_id,
             session_id=session_id,
             task_id=task_id,
-            agent=agent.name,
-            call_id=call.id,
-            tool=call.name,
-            arguments=call.arguments,
+            agent=agent,
+            call_id=call_id,
+            tool=tool,
+            arguments=arguments,
             kind=kind,
             risk=risk,
             reasons=reasons,
@@ -78,6 +82,32 @@ def ask(
         )
 
     unit.do(request)
+    return approval_id
+
+
+def ask(
+    unit: Unit,
+    task_id: str,
+    agent: AgentDefinition,
+    call: ToolCall,
+    kind: ApprovalKind,
+    risk: int,
+    reasons: list[str],
+    wait_s: float,
+) -> JsonObject:
+    """Ask a person about an agent's tool call."""
+    approval_id = block_for_approval(
+        unit,
+        task_id,
+        agent=agent.name,
+        call_id=call.id,
+        tool=call.name,
+        arguments=call.arguments,
+        kind=kind,
+        risk=risk,
+        reasons=reasons,
+        wait_s=wait_s,
+    )
     return {"approval": {"id": approval_id, "callId": call.id}}
 
 

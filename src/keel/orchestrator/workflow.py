@@ -19,11 +19,11 @@ from collections.abc import Collection
 
 from keel.errors import TaskNotFound
 from keel.events import kinds
-from keel.guardrails import approvals
 from keel.guardrails.approvals import Approval
 from keel.ids import new_id
 from keel.orchestrator.flow import Flow
 from keel.orchestrator.team import TeamFlow
+from keel.orchestrator.team_approvals import block_for_approval
 from keel.orchestrator.unit import Node, Outcome, Unit
 from keel.orchestrator.workflow_expr import evaluate, parse_condition, render
 from keel.orchestrator.workflow_spec import (
@@ -345,33 +345,16 @@ class WorkflowFlow(Flow[WorkflowState]):
         node = self.spec.nodes[step.node]
         assert isinstance(node, ApprovalNode)
         assert step.task_id is not None
-        task_id, run_id, session_id = step.task_id, unit.run_id, unit.session_id
-        approval_id = new_id("a")
-        wait_s = node.timeout_s or self.team.approval_wait_s
-
-        def ask(tx: Tx) -> None:
-            approvals.request_in(
-                tx,
-                run_id,
-                session_id=session_id,
-                task_id=task_id,
-                agent=RUNNER,
-                call_id=step.id,
-                tool="approval",
-                arguments={"node": step.node, "question": step.goal},
-                kind="guardrail",
-                risk=0,
-                reasons=[step.goal],
-                wait_s=wait_s,
-                approval_id=approval_id,
-            )
-            TaskRegistry.transition_in(
-                tx,
-                run_id,
-                task_id,
-                TaskStatus.BLOCKED,
-                reason=f"waiting for approval {approval_id}",
-            )
-
-        unit.do(ask)
+        approval_id = block_for_approval(
+            unit,
+            step.task_id,
+            agent=RUNNER,
+            call_id=step.id,
+            tool="approval",
+            arguments={"node": step.node, "question": step.goal},
+            kind="guardrail",
+            risk=0,
+            reasons=[step.goal],
+            wait_s=node.timeout_s or self.team.approval_wait_s,
+        )
         return {"approval": approval_id}
