@@ -53,6 +53,8 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/durable_flow.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/sse_fanout.py
+	$(BIN)/python bench/pg_workers.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache .mypy_cache .ruff_cache
