@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from keel.cli import remote
@@ -23,7 +22,8 @@ from keel.cli.gateway_commands import add_gateway_commands
 from keel.cli.observe_commands import add_observe_commands
 from keel.cli.server_commands import add_server_commands
 from keel.cli.session_runner import run_in_foreground
-from keel.cli.view import STATUS_STYLE, event_line
+from keel.cli.tables import agents_table, approvals_table, sessions_table, task_tree
+from keel.cli.view import event_line
 from keel.cli.workflow_commands import workflow_app
 from keel.cli.workspace_commands import add_workspace_commands
 from keel.errors import KeelError
@@ -277,22 +277,7 @@ def approvals(
         if not found:
             out.print("no approvals waiting" if not every else "no approvals")
             return
-        table = Table(
-            "approval", "status", "session", "agent", "tool", "call", "risk", "why", box=None
-        )
-        for approval in found:
-            call = approval.arguments.get("command") or approval.arguments.get("path") or ""
-            table.add_row(
-                approval.id,
-                approval.status,
-                approval.session_id,
-                approval.agent,
-                approval.tool,
-                str(call),
-                str(approval.risk),
-                "; ".join(approval.reasons),
-            )
-        out.print(table)
+        out.print(approvals_table(found))
 
     _run(main)
 
@@ -355,17 +340,7 @@ def sessions(
         if not found:
             out.print('no sessions yet: start one with `keel run "GOAL"` or `keel demo`')
             return
-        table = Table("session", "status", "created", "user", "goal", box=None)
-        for session in found:
-            style = STATUS_STYLE.get(session.status.value, ("", ""))[1]
-            table.add_row(
-                session.id,
-                Text(session.status.value, style),
-                session.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                session.user_id,
-                session.goal,
-            )
-        out.print(table)
+        out.print(sessions_table(found))
 
     _run(main)
 
@@ -413,22 +388,7 @@ def tasks(session: Annotated[str, typer.Argument(help="The session whose tasks t
         async with await Keel.open(_Options.home) as keel:
             current = await keel.sessions.get(session)
             found = await keel.tasks.list(session)
-        from rich.tree import Tree
-
-        tree = Tree(Text(f"session {current.id} · {current.status.value}", "bold"))
-
-        def add(branch: Tree, nodes: list[Any]) -> None:
-            for node in nodes:
-                icon, style = STATUS_STYLE[node.task.status.value]
-                label = Text()
-                label.append(f"{icon} ", style)
-                label.append(node.task.goal)
-                label.append(f"  [{node.task.assigned_agent or '-'}]  {node.task.id}", "dim")
-                label.append(f"  {node.task.status.value}", style)
-                add(branch.add(label), node.children)
-
-        add(tree, build_tree(found))
-        out.print(tree)
+        out.print(task_tree(current, build_tree(found)))
 
     _run(main)
 
@@ -443,7 +403,7 @@ def agents_validate(
     except KeelError as error:
         _report(error)
         raise typer.Exit(error.exit_code) from None
-    _agent_table(found)
+    out.print(agents_table(found))
     out.print(f"{len(found)} agent{'s' if len(found) != 1 else ''} valid in {folder}")
 
 
@@ -459,24 +419,9 @@ def agents_list() -> None:
         if not found:
             out.print("no agents registered yet; they are registered when a session starts")
             return
-        _agent_table(found)
+        out.print(agents_table(found))
 
     _run(main)
-
-
-def _agent_table(found: list[AgentDefinition]) -> None:
-    table = Table("name", "version", "role", "model", "tools", "permissions", "memory", box=None)
-    for agent in found:
-        table.add_row(
-            agent.name,
-            str(agent.version or "-"),
-            agent.role,
-            agent.model,
-            ", ".join(agent.tools) or "-",
-            ", ".join(f"{p.level.value} {p.scope}" for p in agent.permissions) or "-",
-            agent.memory_scope.value,
-        )
-    out.print(table)
 
 
 def main() -> None:

@@ -14,22 +14,27 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from keel.cli.command import err, out
-from keel.cli.view import STATUS_STYLE, SessionView, event_line
+from keel.cli.tables import (
+    agents_table,
+    approvals_table,
+    print_summary,
+    sessions_table,
+    task_tree,
+)
+from keel.cli.view import SessionView, event_line
 from keel.client import URL_VARIABLE, KeelClient
 from keel.errors import KeelError
 from keel.events import kinds
 from keel.registry import load_folder
 from keel.server.schemas import TaskTreeNode
-from keel.types import AgentDefinition, JsonObject, Session, TraceEvent
+from keel.types import AgentDefinition, JsonObject, TraceEvent
 
 CANCEL_WAIT_S = 5.0
 INTERRUPTED = 130
@@ -117,29 +122,9 @@ def _follow_to_end(client: KeelClient, session_id: str, plain: bool) -> int:
         )
         return INTERRUPTED
     session = client.get_session(session_id)
-    _summary(client, session, view, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    print_summary(out, session, view, seconds, where=("server", client.config.url), workspace=False)
     return 0 if session.status.value == "done" else 1
-
-
-def _summary(client: KeelClient, session: Session, view: SessionView, seconds: float) -> None:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    style = {"done": "green", "failed": "red"}.get(session.status.value, "yellow")
-    counts = view.counts()
-    table.add_row("session", Text(f"{session.id}  {session.status.value}", style))
-    table.add_row("goal", session.goal)
-    table.add_row("tasks", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")
-    table.add_row("events", str(view.events))
-    table.add_row("tokens", f"{view.input_tokens} in, {view.output_tokens} out")
-    table.add_row("wall time", f"{seconds:.2f} s")
-    table.add_row("server", client.config.url)
-    if session.final_answer:
-        table.add_row("answer", session.final_answer)
-    out.print()
-    out.print(table)
-    inspect = f"inspect: keel events {session.id} · keel tasks {session.id} · keel sessions"
-    out.print(Text(inspect, "dim"))
 
 
 def cancel(session: str, *, task: str | None, reason: str) -> int:
@@ -188,17 +173,7 @@ def sessions(*, limit: int, as_json: bool) -> int:
         if not found:
             out.print(f'no sessions on {client.config.url} yet: start one with `keel run "GOAL"`')
             return 0
-        table = Table("session", "status", "created", "user", "goal", box=None)
-        for session in found:
-            style = STATUS_STYLE.get(session.status.value, ("", ""))[1]
-            table.add_row(
-                session.id,
-                Text(session.status.value, style),
-                session.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                session.user_id,
-                session.goal,
-            )
-        out.print(table)
+        out.print(sessions_table(found))
         return 0
 
     return _with_client(command)
@@ -237,20 +212,7 @@ def events(session: str, *, after: int, follow: bool, as_json: bool) -> int:
 def tasks(session: str) -> int:
     def command(client: KeelClient) -> int:
         current = client.get_session(session)
-        tree = Tree(Text(f"session {current.id} · {current.status.value}", "bold"))
-
-        def add(branch: Tree, nodes: Sequence[TaskTreeNode]) -> None:
-            for node in nodes:
-                icon, style = STATUS_STYLE[node.task.status.value]
-                label = Text()
-                label.append(f"{icon} ", style)
-                label.append(node.task.goal)
-                label.append(f"  [{node.task.assigned_agent or '-'}]  {node.task.id}", "dim")
-                label.append(f"  {node.task.status.value}", style)
-                add(branch.add(label), node.children)
-
-        add(tree, client.tasks(session))
-        out.print(tree)
+        out.print(task_tree(current, client.tasks(session)))
         return 0
 
     return _with_client(command)
@@ -262,22 +224,7 @@ def approvals(session: str | None, *, every: bool) -> int:
         if not found:
             out.print("no approvals waiting" if not every else "no approvals")
             return 0
-        table = Table(
-            "approval", "status", "session", "agent", "tool", "call", "risk", "why", box=None
-        )
-        for approval in found:
-            call = approval.arguments.get("command") or approval.arguments.get("path") or ""
-            table.add_row(
-                approval.id,
-                approval.status,
-                approval.session_id,
-                approval.agent,
-                approval.tool,
-                str(call),
-                str(approval.risk),
-                "; ".join(approval.reasons),
-            )
-        out.print(table)
+        out.print(approvals_table(found))
         return 0
 
     return _with_client(command)
@@ -307,20 +254,7 @@ def agents_list() -> int:
         if not found:
             out.print(f"no agents registered on {client.config.url}")
             return 0
-        table = Table(
-            "name", "version", "role", "model", "tools", "permissions", "memory", box=None
-        )
-        for agent in found:
-            table.add_row(
-                agent.name,
-                str(agent.version or "-"),
-                agent.role,
-                agent.model,
-                ", ".join(agent.tools) or "-",
-                ", ".join(f"{p.level.value} {p.scope}" for p in agent.permissions) or "-",
-                agent.memory_scope.value,
-            )
-        out.print(table)
+        out.print(agents_table(found))
         return 0
 
     return _with_client(command)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
+from keel.cli.tables import print_summary
 from keel.cli.view import SessionView, event_line
 from keel.events import kinds
 from keel.orchestrator import Keel
@@ -52,41 +51,10 @@ async def run_in_foreground(
             raise
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watcher, timeout=5)
-    print_summary(keel, session, view, time.perf_counter() - started, console)
+    print_summary(console, session, view, time.perf_counter() - started, where=_data(keel))
     return session
 
 
-def print_summary(
-    keel: Keel, session: Session, view: SessionView, seconds: float, console: Console
-) -> None:
-    counts = view.counts()
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    status_style = {"done": "green", "failed": "red"}.get(session.status.value, "yellow")
-    table.add_row("session", Text(f"{session.id}  {session.status.value}", status_style))
-    table.add_row("goal", session.goal)
-    table.add_row(
-        "tasks",
-        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none",
-    )
-    table.add_row("events", str(view.events))
-    table.add_row("tokens", f"{view.input_tokens} in, {view.output_tokens} out")
-    table.add_row("wall time", f"{seconds:.2f} s")
-    table.add_row("data", f"{Path(keel.settings.home).resolve()}  ({keel.engine.url})")
-    opened = view.workspace
-    if opened:
-        where = opened.get("path", "")
-        branch = opened.get("branch")
-        change = f"keel diff {session.id}" + (f"; branch {branch}" if branch else "")
-        table.add_row("workspace", f"{where}  ({change})")
-    if session.final_answer:
-        table.add_row("answer", session.final_answer)
-    console.print()
-    console.print(table)
-    console.print(
-        Text(
-            f"inspect: keel events {session.id} · keel tasks {session.id} · keel sessions",
-            "dim",
-        )
-    )
+def _data(keel: Keel) -> tuple[str, str]:
+    """Where the session's records are: the home and the database."""
+    return "data", f"{Path(keel.settings.home).resolve()}  ({keel.engine.url})"
