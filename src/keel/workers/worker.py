@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 from keel.errors import KeelError, NotFound, SessionNotResumable
@@ -61,7 +61,6 @@ class WorkerStats:
     released: int = 0
     lost: int = 0
     failed: int = 0
-    running: set[str] = field(default_factory=set)
 
 
 def _alive(pid: int) -> bool:
@@ -95,6 +94,8 @@ class Worker:
         self.poll_s = poll_s
         self.stats = WorkerStats()
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._handing_back: set[str] = set()
+        """Runs that ended and are giving their queue row back: no lease left to renew."""
         self._wake = asyncio.Event()
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -195,7 +196,7 @@ class Worker:
         )
 
     async def _renew(self) -> None:
-        ids = list(self._runs)
+        ids = [session_id for session_id in self._runs if session_id not in self._handing_back]
 
         def renew(tx: Tx) -> set[str]:
             tx.execute(
@@ -214,13 +215,12 @@ class Worker:
 
     def _start(self, claim: Claim) -> None:
         self.stats.claimed += 1
-        self.stats.running.add(claim.session_id)
         task = asyncio.get_running_loop().create_task(self._run_one(claim))
         self._runs[claim.session_id] = task
 
         def forget(_: asyncio.Task[None]) -> None:
             self._runs.pop(claim.session_id, None)
-            self.stats.running.discard(claim.session_id)
+            self._handing_back.discard(claim.session_id)
             self._wake.set()  # a slot is free
 
         task.add_done_callback(forget)
@@ -257,11 +257,13 @@ class Worker:
             self.stats.released += 1
             message = f"{type(error).__name__}: {error}"
             delay = BACKOFF_S * 2 ** (claim.claims - 1)
+            self._handing_back.add(session_id)
             await engine.write(
                 lambda tx: release_in(tx, self.id, session_id, delay_s=delay, error=message)
             )
             return
         self.stats.finished += 1
+        self._handing_back.add(session_id)
         await engine.write(lambda tx: finish_in(tx, self.id, session_id))
 
     def _claimed_in(self, tx: Tx, claim: Claim) -> None:
@@ -277,6 +279,7 @@ class Worker:
     async def _fail(self, session_id: str, reason: str) -> None:
         """End the session as failed with `reason` and take it off the queue."""
         self.stats.failed += 1
+        self._handing_back.add(session_id)
         run_id = self.keel.run_id
 
         def fail(tx: Tx) -> None:
